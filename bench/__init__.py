@@ -1,0 +1,1 @@
+"""Load-test bench for the verifier."""

@@ -1,0 +1,105 @@
+"""Error hierarchy with stable, machine-readable reason codes.
+
+    VerifierError
+    ├── TokenError            a token is rejected; ``reason`` is one of TOKEN_REASONS
+    ├── TrustListError        a trust list (or its source) cannot be loaded
+    ├── KeyFormatError        a PASERK string is malformed or not a valid key
+    ├── ConfigError           a setting is missing or bad; the message names the key
+    ├── RecordError           a registry / institution / scanner record is invalid
+    └── StoreUnavailable      the store could not answer in time (not a token error)
+
+Callers outside the process only ever see the reason code; ``detail`` is for logs.
+"""
+
+from __future__ import annotations
+
+# Reasons decided by the token core (pure verification).
+MALFORMED = "malformed"
+UNSUPPORTED_TOKEN = "unsupported_token"
+UNKNOWN_KEY = "unknown_key"
+KEY_REVOKED = "key_revoked"
+KEY_NOT_VALID = "key_not_valid"
+BAD_SIGNATURE = "bad_signature"
+INVALID_CLAIMS = "invalid_claims"
+EXPIRED = "expired"
+NOT_YET_VALID = "not_yet_valid"
+ISSUED_IN_FUTURE = "issued_in_future"
+LIFETIME_TOO_LONG = "lifetime_too_long"
+CARD_NOT_ALLOWED = "card_not_allowed"
+TRUST_LIST_EXPIRED = "trust_list_expired"
+
+TOKEN_REASONS: frozenset[str] = frozenset(
+    {
+        MALFORMED,
+        UNSUPPORTED_TOKEN,
+        UNKNOWN_KEY,
+        KEY_REVOKED,
+        KEY_NOT_VALID,
+        BAD_SIGNATURE,
+        INVALID_CLAIMS,
+        EXPIRED,
+        NOT_YET_VALID,
+        ISSUED_IN_FUTURE,
+        LIFETIME_TOO_LONG,
+        CARD_NOT_ALLOWED,
+        TRUST_LIST_EXPIRED,
+    }
+)
+
+# Reasons decided by the service after the token core.
+OK = "ok"
+REPLAYED = "replayed"
+INSTITUTION_NOT_ENABLED = "institution_not_enabled"
+NOT_ENROLLED = "not_enrolled"
+COVERAGE_SUSPENDED = "coverage_suspended"
+COVERAGE_TERMINATED = "coverage_terminated"
+PHYSICAL_CARD_INACTIVE = "physical_card_inactive"
+
+SERVICE_REASONS: frozenset[str] = frozenset(
+    {
+        OK,
+        REPLAYED,
+        INSTITUTION_NOT_ENABLED,
+        NOT_ENROLLED,
+        COVERAGE_SUSPENDED,
+        COVERAGE_TERMINATED,
+        PHYSICAL_CARD_INACTIVE,
+    }
+)
+
+ALL_REASONS: frozenset[str] = TOKEN_REASONS | SERVICE_REASONS
+
+
+class VerifierError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class TokenError(VerifierError):
+    """A token was rejected. ``reason`` is stable; ``detail`` is for logs only."""
+
+    __slots__ = ("reason", "detail")
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class TrustListError(VerifierError):
+    """A trust list or its source file was refused."""
+
+
+class KeyFormatError(VerifierError):
+    """A PASERK key string is malformed, of the wrong type, or not a valid key."""
+
+
+class ConfigError(VerifierError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+class RecordError(VerifierError):
+    """A registry, institution or scanner record is invalid."""
+
+
+class StoreUnavailable(VerifierError):
+    """The store did not answer (timeout, connection error). Requests must fail closed (503)."""
