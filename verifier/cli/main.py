@@ -11,7 +11,17 @@ from verifier import __version__
 from verifier.errors import VerifierError
 
 # One module per command group; each has add_parser(subparsers) that sets `func`.
-COMMANDS = ("keys", "trust", "mint", "check")
+COMMANDS = (
+    "keys",
+    "trust",
+    "mint",
+    "check",
+    "serve",
+    "registry",
+    "institutions",
+    "scanners",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

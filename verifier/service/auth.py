@@ -1,0 +1,81 @@
+"""Scanner credentials: ``<scanner id>.<secret>``; only SHA-256 of the secret is stored.
+
+Scanner and institution records are cached in-process for ``ttl`` seconds so the hot path
+makes exactly one store call (the nonce claim). A revocation therefore takes effect within
+``ttl`` seconds (default 2 s; ``VERIFIER_AUTH_CACHE_SECONDS=0`` disables the cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable
+
+from verifier.records import Institution, Scanner
+from verifier.store.base import Store
+
+_CREDENTIAL = re.compile(r"(s-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})", re.ASCII)
+
+
+def new_credential(institution: str) -> tuple[str, Scanner]:
+    """A fresh credential (shown once) and the record to store (hash only)."""
+    scanner_id = "s-" + secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"{scanner_id}.{secret}", Scanner(scanner_id, institution, hash_secret(secret))
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_bearer(header: str | None) -> tuple[str, str] | None:
+    """(scanner id, secret) from an ``Authorization: Bearer`` header, or None."""
+    if not header or not header.startswith("Bearer "):
+        return None
+    m = _CREDENTIAL.fullmatch(header, 7)
+    return (m[1], m[2]) if m else None
+
+
+class AuthError(Exception):
+    """Authentication failed: ``status`` is 401 (unknown/bad) or 403 (revoked)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ScannerCache:
+    """Resolves a bearer header to (scanner, institution), caching store reads briefly."""
+
+    def __init__(self, store: Store, ttl: float, clock: Callable[[], float] = time.monotonic):
+        self._store = store
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Scanner | None, Institution | None]] = {}
+
+    async def authenticate(self, header: str | None) -> tuple[Scanner, Institution | None]:
+        """Raise AuthError, or StoreUnavailable when records cannot be read."""
+        parsed = parse_bearer(header)
+        if parsed is None:
+            raise AuthError(401, "unauthorized", "missing or malformed bearer credential")
+        scanner_id, secret = parsed
+        now = self._clock()
+        entry = self._entries.get(scanner_id)
+        if entry is None or now - entry[0] >= self._ttl:
+            scanner = await self._store.get_scanner(scanner_id)
+            inst = await self._store.get_institution(scanner.institution) if scanner else None
+            if len(self._entries) > 100_000:
+                self._entries.clear()  # bound memory against credential spraying
+            entry = (now, scanner, inst)
+            self._entries[scanner_id] = entry
+        scanner, inst = entry[1], entry[2]
+        if scanner is None or not hmac.compare_digest(scanner.secret_hash, hash_secret(secret)):
+            raise AuthError(401, "unauthorized", "unknown scanner credential")
+        if scanner.revoked:
+            raise AuthError(403, "scanner_revoked", "this scanner credential has been revoked")
+        return scanner, inst

@@ -1,0 +1,97 @@
+"""Prometheus metrics, kept by hand: a few counters and histograms, text exposition 0.0.4."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+# now - iat as seen by the service, per institution: shows scanner (or phone) clock drift.
+DRIFT_BUCKETS = (-30.0, -5.0, -1.0, 0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Histogram:
+    __slots__ = ("bounds", "counts", "total", "n")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def render(self, name: str, labels: str = "") -> list[str]:
+        sep = "," if labels else ""
+        out, cumulative = [], 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            cumulative += count
+            out.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {cumulative}')
+        out.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.n}')
+        braces = f"{{{labels}}}" if labels else ""
+        out.append(f"{name}_sum{braces} {self.total}")
+        out.append(f"{name}_count{braces} {self.n}")
+        return out
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.verdicts: dict[str, int] = defaultdict(int)
+        self.http_errors: dict[int, int] = defaultdict(int)
+        self.store_errors = 0
+        self.latency = Histogram(LATENCY_BUCKETS)
+        self.drift: dict[str, Histogram] = {}
+
+    def observe_drift(self, institution: str, seconds: float) -> None:
+        h = self.drift.get(institution)
+        if h is None:
+            if len(self.drift) >= 10_000:
+                return  # bounded label cardinality
+            h = self.drift[institution] = Histogram(DRIFT_BUCKETS)
+        h.observe(seconds)
+
+    def render(self, trust_version: int, trust_age: float, trust_ttl: float) -> str:
+        lines = [
+            "# HELP verifier_verdicts_total Decided verdicts by reason.",
+            "# TYPE verifier_verdicts_total counter",
+        ]
+        lines += [
+            f'verifier_verdicts_total{{reason="{r}"}} {n}' for r, n in sorted(self.verdicts.items())
+        ]
+        lines += [
+            "# HELP verifier_http_errors_total Requests refused before a verdict, by status.",
+            "# TYPE verifier_http_errors_total counter",
+        ]
+        lines += [
+            f'verifier_http_errors_total{{status="{s}"}} {n}'
+            for s, n in sorted(self.http_errors.items())
+        ]
+        lines += [
+            "# HELP verifier_store_errors_total Store calls that failed or timed out (answered 503).",
+            "# TYPE verifier_store_errors_total counter",
+            f"verifier_store_errors_total {self.store_errors}",
+            "# HELP verifier_request_seconds Service-side processing time of verify requests.",
+            "# TYPE verifier_request_seconds histogram",
+            *self.latency.render("verifier_request_seconds"),
+            "# HELP verifier_trust_list_version Version of the loaded trust list.",
+            "# TYPE verifier_trust_list_version gauge",
+            f"verifier_trust_list_version {trust_version}",
+            "# HELP verifier_trust_list_age_seconds Seconds since the loaded trust list was issued.",
+            "# TYPE verifier_trust_list_age_seconds gauge",
+            f"verifier_trust_list_age_seconds {trust_age:.3f}",
+            "# HELP verifier_trust_list_expires_in_seconds Seconds until the loaded list expires.",
+            "# TYPE verifier_trust_list_expires_in_seconds gauge",
+            f"verifier_trust_list_expires_in_seconds {trust_ttl:.3f}",
+            "# HELP verifier_token_age_seconds now - iat of verified tokens, per institution.",
+            "# TYPE verifier_token_age_seconds histogram",
+        ]
+        for inst, h in sorted(self.drift.items()):
+            lines += h.render("verifier_token_age_seconds", f'institution="{_escape(inst)}"')
+        return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -1,0 +1,170 @@
+"""Running the service: assemble the runtime, serve on N processes, reload on SIGHUP.
+
+``--workers N`` starts N processes that each bind the same port with SO_REUSEPORT; the
+kernel spreads connections across them. The parent only forwards signals and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from verifier.benefits import BenefitPolicy, load_policy
+from verifier.cli.common import read_public_key
+from verifier.errors import ConfigError
+from verifier.policy import ClaimPolicy
+from verifier.service.app import Runtime, build_app
+from verifier.service.auth import ScannerCache
+from verifier.service.config import Settings
+from verifier.service.metrics import Metrics
+from verifier.service.pipeline import Pipeline
+from verifier.service.trustwatch import TrustWatch
+from verifier.store import open_store
+from verifier.store.base import Store
+
+log = logging.getLogger("verifier")
+
+
+def claim_policy(settings: Settings) -> ClaimPolicy:
+    return ClaimPolicy(
+        max_lifetime=settings.max_lifetime,
+        exp_leeway=settings.exp_leeway,
+        future_leeway=settings.future_leeway,
+    )
+
+
+async def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
+    """Load keys, trust list and policies, open (and check) the store. Raises on bad config."""
+    watch = TrustWatch(settings.trust_list, read_public_key(settings.root_key))
+    benefits = load_policy(settings.policy) if settings.policy else BenefitPolicy.default()
+    if store is None:
+        store = await open_store(
+            settings.store,
+            deadline_ms=settings.store_deadline_ms,
+            allow_eviction=settings.allow_eviction,
+        )
+    metrics = Metrics()
+    return Runtime(
+        store=store,
+        trust=watch,
+        pipeline=Pipeline(store, watch, claim_policy(settings), benefits, metrics),
+        scanners=ScannerCache(store, settings.auth_cache_seconds),
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        max_batch_bytes=settings.max_batch_bytes,
+    )
+
+
+async def start_site(rt: Runtime, host: str, port: int, reuse_port: bool) -> web.AppRunner:
+    runner = web.AppRunner(build_app(rt), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+    await site.start()
+    return runner
+
+
+async def serve_forever(settings: Settings, reuse_port: bool) -> None:
+    """One worker: runtime + site + trust reloads, until SIGTERM/SIGINT."""
+    rt = await open_runtime(settings)
+    host, port = settings.host_port
+    runner = await start_site(rt, host, port, reuse_port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, rt.trust.reload)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    watcher = asyncio.create_task(rt.trust.watch(settings.trust_poll_seconds))
+    gc.collect()
+    gc.freeze()  # start-up objects never need scanning again
+    log.info("serving on http://%s:%d (trust list v%s)", host, port, rt.trust.current.version)
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        await runner.cleanup()
+        await rt.store.close()
+
+
+def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    configure_logging(settings.log_level)
+    install_uvloop()
+    asyncio.run(serve_forever(settings, reuse_port))
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def check_startup(settings: Settings) -> None:
+    """Fail fast, in the parent, on what every worker would refuse: files, keys, list, store."""
+
+    async def probe() -> None:
+        rt = await open_runtime(settings)
+        await rt.store.close()
+
+    host, port = settings.host_port
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as err:
+            raise ConfigError(
+                f"VERIFIER_LISTEN: cannot listen on {host}:{port}: {err.strerror}"
+            ) from err
+    if Path(settings.trust_list).is_dir():
+        raise ConfigError("VERIFIER_TRUST_LIST: is a directory")
+    asyncio.run(probe())
+
+
+def serve(settings: Settings) -> int:
+    """`verifier serve`: validate everything once, then run the worker(s)."""
+    configure_logging(settings.log_level)
+    check_startup(settings)
+    if settings.workers == 1:
+        install_uvloop()
+        asyncio.run(serve_forever(settings, reuse_port=False))
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
+        for _ in range(settings.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                try:
+                    os.kill(p.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    code = 0
+    for p in procs:
+        p.join()
+        code = code or (p.exitcode or 0)
+    return code
