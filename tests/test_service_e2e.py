@@ -247,9 +247,9 @@ def test_trust_list_reload_and_expiry(tmp_path, store_url):
         (tmp_path / "trust.paseto").write_text("v4.public.garbage")
         assert watch.reload() is False and watch.current.version == 2
         # An expired list in force makes the service unready and verification fail closed.
-        world.write_trust(version=3, ttl=0.5)
+        world.write_trust(version=3, ttl=2)  # times are whole seconds: expires in 1-2 s
         assert watch.reload() is True
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(max(0.0, watch.current.exp - time.time()) + 0.05)
         status, v = await svc.verify(world.token("alice", card="ss-ecard"))
         assert status == 503 and v["error"] == "trust_list_expired" and v["_headers"]["Retry-After"]
         async with svc.http.get(svc.url + "/readyz") as r:
