@@ -1,0 +1,43 @@
+"""Stores for nonces and registry records; pick one by URL with :func:`open_store`.
+
+``memory://``            :class:`MemoryStore`, one process only (tests, demos)
+``redis://host:port/db`` :class:`RedisStore`; ``rediss://`` for TLS
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from verifier.errors import ConfigError
+from verifier.store.base import NEW, REPLAYED, RETRY, Claim, Store
+from verifier.store.memory import MemoryStore
+from verifier.store.redis import RedisStore
+
+__all__ = ["NEW", "REPLAYED", "RETRY", "Claim", "MemoryStore", "RedisStore", "Store", "open_store"]
+
+
+async def open_store(url: str, *, deadline_ms: int = 50, allow_eviction: bool = False) -> Store:
+    """Open the store named by ``url`` (the VERIFIER_STORE setting), ready for use.
+
+    A coroutine because a Redis store is checked before it is handed out: it must answer, and
+    its ``maxmemory-policy`` must be ``noeviction`` unless ``allow_eviction`` (see
+    :meth:`RedisStore.check_eviction_policy`). Raises ConfigError for an unknown scheme or a
+    refused policy, StoreUnavailable if Redis does not answer. ``deadline_ms`` is the per-call
+    deadline of a Redis store; a memory store ignores it. The caller closes the store.
+    """
+    # Only the scheme goes into messages: the URL may carry a password.
+    scheme = urlsplit(url).scheme
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme in ("redis", "rediss"):
+        store = RedisStore(url, deadline_ms=deadline_ms)
+        try:
+            await store.check_eviction_policy(allow_eviction)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+    raise ConfigError(
+        f"VERIFIER_STORE: unsupported store URL scheme {scheme!r}; "
+        "use memory://, redis://host:port/db or rediss://host:port/db"
+    )

@@ -6,7 +6,7 @@ nonce and reads the holder in one round trip. Everything else is administration.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -40,11 +40,21 @@ class Store(Protocol):
         a non-empty ``request_id`` match the first one. The nonce must be kept for at least
         ``ttl_ms`` milliseconds. Raises StoreUnavailable on any timeout or connection error;
         it must never report NEW unless the nonce is durably recorded.
+
+        An unknown holder still consumes the nonce (NEW, holder None): the token was used, and
+        enrolling the holder later must not make it usable again. Raises ValueError for an
+        empty ``sub``/``jti``/``claimant``, braces in ``sub``, a newline in ``claimant`` or
+        ``request_id``, or ``ttl_ms`` <= 0 (see :mod:`verifier.store.keys`).
         """
         ...
 
     async def put_holder(self, holder: Holder) -> None: ...
-    async def put_holders(self, holders: Iterable[Holder]) -> int: ...
+    async def put_holders(
+        self, holders: Iterable[Holder], on_progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Store many holders (in chunks); ``on_progress(n_done)`` after each. Returns the count."""
+        ...
+
     async def get_holder(self, sub: str) -> Holder | None: ...
     async def put_institution(self, inst: Institution) -> None: ...
     async def get_institution(self, inst_id: str) -> Institution | None: ...
