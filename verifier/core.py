@@ -41,10 +41,8 @@ _footers: dict[bytes, tuple[bytes, str]] = {}
 _FOOTER_CACHE_MAX = 1024
 
 
-def _parse_footer(encoded: bytes, policy: ClaimPolicy) -> tuple[bytes, str]:
+def _parse_footer(encoded: bytes) -> tuple[bytes, str]:
     """(raw footer, kid) from the encoded footer segment, or TokenError(malformed)."""
-    if len(encoded) > policy.max_footer_b64:
-        raise TokenError(E.MALFORMED, "footer too long")
     try:
         raw = b64url.decode(encoded)
         f = strictjson.loads_object(raw, max_depth=1, max_keys=1)
@@ -83,8 +81,10 @@ def verify(token: str | bytes, trust: TrustList, policy: ClaimPolicy, now: float
         raise TokenError(E.MALFORMED, "a footer with the key id is required")
     if not body or b"." in encoded_footer:
         raise TokenError(E.MALFORMED, "wrong number of segments")
+    if len(encoded_footer) > policy.max_footer_b64:
+        raise TokenError(E.MALFORMED, "footer too long")
     cached = _footers.get(encoded_footer)
-    footer, kid = cached if cached is not None else _parse_footer(encoded_footer, policy)
+    footer, kid = cached if cached is not None else _parse_footer(encoded_footer)
 
     # The key comes only from our trust list, selected by the footer kid.
     if now >= trust.exp:
@@ -134,6 +134,7 @@ def _check_claims(
         or type(sub) is not str
         or type(jti) is not str
         or type(region) is not str
+        or type(card) is not str
         or card not in _CARDS
     ):
         raise TokenError(E.INVALID_CLAIMS, "iss/sub/jti/region must be strings, card a known type")
@@ -143,15 +144,14 @@ def _check_claims(
     try:
         iat = rfc3339.parse(iat_text)
         exp = rfc3339.parse(exp_text)
-        nbf_text = c.get("nbf")
-        nbf = None if nbf_text is None else rfc3339.parse(nbf_text)
+        nbf = rfc3339.parse(c["nbf"]) if "nbf" in c else None
     except ValueError as err:
         raise TokenError(E.INVALID_CLAIMS, f"time claim: {err}") from err
     if iss != issuer or card not in cards:
         raise TokenError(E.CARD_NOT_ALLOWED, f"key of {issuer!r} may not sign {card!r} as {iss!r}")
     if exp <= iat:
         raise TokenError(E.INVALID_CLAIMS, "exp must be after iat")
-    if exp - iat > policy.max_lifetime:
+    if round(exp - iat, 6) > policy.max_lifetime:  # whole microseconds: no float drift
         raise TokenError(E.LIFETIME_TOO_LONG, f"lifetime {exp - iat:.0f}s")
     if iat > now + policy.future_leeway:
         raise TokenError(E.ISSUED_IN_FUTURE, "iat is in the future")

@@ -47,12 +47,12 @@ def _decode(text: str, prefix: str, size: int, what: str) -> bytes:
 
 
 def public_from_paserk(text: str) -> bytes:
-    return _decode(text.strip(), PUBLIC_PREFIX, 32, "public key")
+    return _decode(text, PUBLIC_PREFIX, 32, "public key")
 
 
 def secret_from_paserk(text: str) -> bytes:
     """Decode a k4.secret and check that its public half belongs to its seed."""
-    sk = _decode(text.strip(), SECRET_PREFIX, 64, "secret key")
+    sk = _decode(text, SECRET_PREFIX, 64, "secret key")
     derived, _ = nacl.bindings.crypto_sign_seed_keypair(sk[:32])
     if derived != sk[32:]:
         raise KeyFormatError("secret key: public half does not match the seed")

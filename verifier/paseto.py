@@ -53,6 +53,8 @@ def _pae3(m: bytes, f: bytes, i: bytes) -> bytes:
 
 def ed25519_verify(sig: bytes, message: bytes, pk: bytes) -> bool:
     """True iff ``sig`` is a valid Ed25519 signature of ``message`` under ``pk``."""
+    if len(pk) != 32 or len(sig) != SIG_BYTES:
+        raise ValueError("an Ed25519 public key is 32 bytes and a signature 64")
     signed = sig + message
     if _lib is not None and len(signed) <= _SCRATCH_BYTES:
         # Only the return code is used; the scratch output is never read.
@@ -120,6 +122,8 @@ def verify_body(body: bytes, footer: bytes, public_key: bytes, implicit: bytes =
 def verify(token: str | bytes, public_key: bytes, implicit: bytes = b"") -> tuple[bytes, bytes]:
     """Full v4.Verify with a known key: return (message, footer) or raise PasetoError."""
     if isinstance(token, str):
+        if not token.isascii():
+            raise PasetoError("encoding", "token is not ASCII")
         token = token.encode("ascii")
     body, footer = split(token)
     return verify_body(body, footer, public_key, implicit), footer

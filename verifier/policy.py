@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from verifier.errors import ConfigError
+from verifier.trust import TRUST_LIST_ASSERTION
 
 MAX_EXP_LEEWAY = 300  # seconds; more would let a stolen code live for minutes
 MAX_FUTURE_LEEWAY = 60
@@ -39,6 +40,8 @@ class ClaimPolicy:
                 raise ConfigError(f"policy.{name} must be an integer in [{low}, {high}]")
         if not isinstance(self.implicit_assertion, bytes):
             raise ConfigError("policy.implicit_assertion must be bytes")
+        if self.implicit_assertion == TRUST_LIST_ASSERTION:
+            raise ConfigError("policy.implicit_assertion must differ from the trust list's")
 
     @property
     def max_footer_b64(self) -> int:

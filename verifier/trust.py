@@ -23,6 +23,7 @@ from verifier.records import CARD_TYPES
 
 TRUST_LIST_ASSERTION = b"insurance-qr-verifier/trust-list/v1"
 KEY_STATES = ("active", "verify-only", "revoked")
+MAX_CLOCK_SKEW = 300  # seconds a trust list's iat may lie ahead of our clock
 _ISSUER = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
@@ -135,8 +136,11 @@ def load_source(path: str | Path) -> dict[str, IssuerKey]:
     path = Path(path)
     try:
         text = path.read_bytes()
-        data = tomllib.loads(text.decode()) if path.suffix == ".toml" else orjson.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, orjson.JSONDecodeError) as err:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text.decode())
+        else:
+            data = strictjson.loads_object(text, max_depth=4, max_keys=4096)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, strictjson.JSONError) as err:
         raise TrustListError(f"{path}: {err}") from err
     if not isinstance(data, dict) or set(data) - {"keys", "version"}:
         raise TrustListError(f"{path}: expected an object with a 'keys' list")
@@ -167,6 +171,9 @@ def load(token: str, root_public: bytes, now: float, current: TrustList | None =
         raise TrustListError(f"trust list is not valid JSON: {err}") from err
     if f.get("kid") != paserk.pid(root_public):
         raise TrustListError("trust list footer does not name the root key")
+    unknown = set(body) - {"version", "iat", "exp", "keys"}
+    if unknown:
+        raise TrustListError(f"unknown trust list field(s) {sorted(unknown)}")
     version = body.get("version")
     if type(version) is not int or version < 1:
         raise TrustListError("version must be a positive integer")
@@ -176,11 +183,18 @@ def load(token: str, root_public: bytes, now: float, current: TrustList | None =
         raise TrustListError(f"bad iat/exp: {err}") from err
     if now >= exp:
         raise TrustListError(f"trust list expired at {rfc3339.format(exp)}")
+    if iat > now + MAX_CLOCK_SKEW:
+        raise TrustListError(f"trust list issued in the future ({rfc3339.format(iat)})")
     if current is not None and version < current.version:
         raise TrustListError(
             f"version {version} is older than the loaded version {current.version}"
         )
-    return TrustList(version, iat, exp, _parse_keys(body.get("keys")))
+    keys = _parse_keys(body.get("keys"))
+    if current is not None and version == current.version and keys != current.keys:
+        raise TrustListError(
+            f"version {version} is loaded already with other keys; bump the version"
+        )
+    return TrustList(version, iat, exp, keys)
 
 
 def load_file(

@@ -95,6 +95,8 @@ async def serve_forever(settings: Settings, reuse_port: bool) -> None:
 
 
 def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop installs the reload handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGINT as it sees fit
     configure_logging(settings.log_level)
     install_uvloop()
     asyncio.run(serve_forever(settings, reuse_port))
@@ -139,6 +141,9 @@ def check_startup(settings: Settings) -> None:
 
 def serve(settings: Settings) -> int:
     """`verifier serve`: validate everything once, then run the worker(s)."""
+    # A SIGHUP (reload) that arrives before the event loop handles it must not kill us; the
+    # ignored disposition is also inherited by spawned workers until their loops take over.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     configure_logging(settings.log_level)
     check_startup(settings)
     if settings.workers == 1:

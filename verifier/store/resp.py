@@ -1,0 +1,208 @@
+"""A pipelined Redis connection for the hot path (RESP2 over one asyncio transport).
+
+Every call appends its command to a write buffer that is flushed once per event-loop turn, so
+all claims issued in the same turn travel in one write and their replies come back in one
+read (auto-pipelining). Replies are matched to calls strictly in order through a FIFO of
+futures. A caller that gives up (deadline, cancellation) leaves its future in the FIFO, so its
+reply, when it arrives, is consumed by that abandoned future and can never be handed to a
+later call: the stream stays in step without closing the connection.
+
+Failing closed:
+
+* Nothing is retried here. A lost connection fails every outstanding call (the caller answers
+  503); the next call reconnects.
+* If the oldest unanswered command has waited longer than ``stall_timeout`` (the server is
+  paused, the network is gone), the connection is declared dead and closed, so memory does not
+  grow without bound while calls keep timing out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+
+
+class RespError(Exception):
+    """An error reply from Redis (``-ERR …``), returned as a value by :meth:`call`."""
+
+
+class ConnectionDown(ConnectionError):
+    """The connection was lost, refused or declared stalled."""
+
+
+def pack(*args: bytes | str | int) -> bytes:
+    """Encode one command as a RESP array of bulk strings."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if type(a) is not bytes:
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, owner: PipelinedConnection) -> None:
+        self.owner = owner
+        self.transport: asyncio.Transport | None = None
+        self.reader = hiredis.Reader(replyError=RespError)
+        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports
+
+    def data_received(self, data: bytes) -> None:
+        reader, pending = self.reader, self.pending
+        reader.feed(data)
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError:
+                self.fail(ConnectionDown("protocol error from Redis"))
+                return
+            if reply is False:
+                return
+            if not pending:
+                self.fail(ConnectionDown("unexpected reply from Redis"))
+                return
+            fut = pending.popleft()[0]
+            if not fut.done():  # an abandoned call's reply is dropped here, in step
+                fut.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(ConnectionDown(f"connection to Redis lost: {exc or 'closed by server'}"))
+
+    def fail(self, err: Exception) -> None:
+        self.lost = True
+        while self.pending:
+            fut = self.pending.popleft()[0]
+            if not fut.done():
+                fut.set_exception(err)
+        self.out.clear()
+        if self.transport is not None:
+            self.transport.abort()
+        self.owner._forget(self)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.out and not self.lost and self.transport is not None:
+            data = b"".join(self.out) if len(self.out) > 1 else self.out[0]
+            self.out.clear()
+            self.transport.write(data)
+
+
+class PipelinedConnection:
+    """One auto-pipelined connection to the server named by a ``redis://``/``rediss://`` URL."""
+
+    def __init__(
+        self, url: str, *, connect_timeout: float = 2.0, stall_timeout: float = 1.0
+    ) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 6379
+        self.tls = parts.scheme == "rediss"
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        path = parts.path.strip("/")
+        self.db = int(path) if path.isdigit() else 0
+        self.connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
+        self._proto: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    def _forget(self, proto: _Protocol) -> None:
+        if self._proto is proto:
+            self._proto = None
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        ctx = ssl.create_default_context() if self.tls else None
+        _, proto = await loop.create_connection(
+            lambda: _Protocol(self), self.host, self.port, ssl=ctx
+        )
+        handshake = []
+        if self.password is not None:
+            auth = (
+                ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+            )
+            handshake.append(pack(*auth))
+        if self.db:
+            handshake.append(pack("SELECT", self.db))
+        futures = [self._send(proto, cmd) for cmd in handshake]
+        for fut in futures:
+            reply = await fut
+            if isinstance(reply, RespError):
+                proto.fail(ConnectionDown("Redis refused the handshake"))
+                raise ConnectionDown(f"Redis refused AUTH/SELECT: {reply}")
+        return proto
+
+    async def _ready(self) -> _Protocol:
+        proto = self._proto
+        if proto is not None and not proto.lost:
+            return proto
+        if self._connecting is None:
+            # One connect for all waiting callers, bounded by its own timeout (not the callers').
+            task = asyncio.ensure_future(asyncio.wait_for(self._connect(), self.connect_timeout))
+            self._connecting = task
+            task.add_done_callback(self._connected)
+        return await asyncio.shield(self._connecting)
+
+    def _connected(self, task: asyncio.Future[_Protocol]) -> None:
+        self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._proto = task.result()
+            self._arm_watchdog()
+
+    def _send(self, proto: _Protocol, packed: bytes) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        proto.pending.append((fut, time.monotonic()))
+        proto.out.append(packed)
+        if not proto.flush_scheduled:
+            proto.flush_scheduled = True
+            loop.call_soon(proto.flush)
+        return fut
+
+    async def call(self, packed: bytes) -> Any:
+        """Send one packed command and return its reply (RespError for an error reply).
+
+        Raises ConnectionDown, OSError or TimeoutError on connection problems; the caller
+        applies its own deadline (e.g. ``asyncio.timeout``).
+        """
+        proto = self._proto
+        if proto is None or proto.lost:
+            proto = await self._ready()
+        return await self._send(proto, packed)
+
+    def _arm_watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_later(self.stall_timeout / 2, self._check_stall)
+
+    def _check_stall(self) -> None:
+        proto = self._proto
+        if proto is None:
+            self._watchdog = None
+            return
+        if proto.pending and time.monotonic() - proto.pending[0][1] > self.stall_timeout:
+            proto.fail(ConnectionDown(f"Redis did not answer for {self.stall_timeout:g} s"))
+            self._watchdog = None
+            return
+        self._arm_watchdog()
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        if self._proto is not None:
+            self._proto.fail(ConnectionDown("connection closed"))
+        if self._connecting is not None:
+            self._connecting.cancel()
