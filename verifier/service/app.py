@@ -75,13 +75,21 @@ class Handlers:
         length = request.content_length
         if length is not None and length > limit:
             return self._refuse(413, "body_too_large", f"body over {limit} bytes")
+        # Read at most limit + 1 bytes whatever the framing (chunked bodies have no length).
+        chunks: list[bytes] = []
+        total = 0
         try:
-            body = await request.content.read(limit + 1) if length is None else await request.read()
-        except (web.HTTPRequestEntityTooLarge, ConnectionError, asyncio.IncompleteReadError):
+            while total <= limit:
+                chunk = await request.content.read(limit + 1 - total)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return self._refuse(400, "malformed_request", "the body ended early")
+        if total > limit:
             return self._refuse(413, "body_too_large", f"body over {limit} bytes")
-        if len(body) > limit:
-            return self._refuse(413, "body_too_large", f"body over {limit} bytes")
-        return body
+        return b"".join(chunks)
 
     async def verify(self, request: web.Request) -> web.Response:
         started = time.perf_counter()

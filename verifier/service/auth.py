@@ -33,7 +33,8 @@ def hash_secret(secret: str) -> str:
 
 def parse_bearer(header: str | None) -> tuple[str, str] | None:
     """(scanner id, secret) from an ``Authorization: Bearer`` header, or None."""
-    if not header or not header.startswith("Bearer "):
+    # The scheme name is case-insensitive (RFC 9110 §11.1).
+    if not header or header[:7].lower() != "bearer ":
         return None
     m = _CREDENTIAL.fullmatch(header, 7)
     return (m[1], m[2]) if m else None

@@ -158,7 +158,11 @@ def serve(settings: Settings) -> int:
     for p in procs:
         p.start()
 
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum != signal.SIGHUP
         for p in procs:
             if p.pid is not None and p.is_alive():
                 try:
@@ -172,4 +176,5 @@ def serve(settings: Settings) -> int:
     for p in procs:
         p.join()
         code = code or (p.exitcode or 0)
-    return code
+    # Workers stopped by our own SIGTERM/SIGINT (even before their handlers were up) are a clean stop.
+    return 0 if stopping and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
