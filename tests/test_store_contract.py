@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import pytest
 
@@ -122,7 +121,7 @@ def test_retry_returns_the_holder_as_of_the_first_claim(harness: Harness) -> Non
     async def body(store: Store) -> None:
         await store.put_holder(ALICE)
         await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
-        suspended = replace(ALICE, status="suspended")
+        suspended = ALICE._replace(status="suspended")
         await store.put_holder(suspended)
         retry = await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
         assert (retry.outcome, retry.holder) == (RETRY, ALICE)
@@ -189,7 +188,7 @@ def test_records_round_trip(harness: Harness) -> None:
         for s in (scanner, revoked):
             await store.put_scanner(s)
             assert await store.get_scanner(s.id) == s
-        moved = replace(BOB, region="440305")
+        moved = BOB._replace(region="440305")
         await store.put_holder(moved)  # a put replaces the record
         assert await store.get_holder(BOB.sub) == moved
 

@@ -66,6 +66,33 @@ def encode_holder(holder: Holder) -> bytes:
 
 def decode_holder(data: bytes) -> Holder:
     obj = _loads("holder", data)
+    # Fast path for a complete, well-typed record (what encode_holder writes).
+    if len(obj) == 8:
+        try:
+            h = Holder(
+                obj["sub"],
+                obj["status"],
+                obj["scheme"],
+                obj["region"],
+                obj["balance_fen"],
+                obj["physical_card"],
+                obj["name_masked"],
+                obj["id_masked"],
+            )
+        except KeyError:
+            pass
+        else:
+            if (
+                type(h.sub) is str
+                and type(h.status) is str
+                and type(h.scheme) is str
+                and type(h.region) is str
+                and type(h.balance_fen) is int
+                and type(h.physical_card) is str
+                and (h.name_masked is None or type(h.name_masked) is str)
+                and (h.id_masked is None or type(h.id_masked) is str)
+            ):
+                return h
     return Holder(
         sub=_field("holder", obj, "sub", _STR, _MISSING),
         status=_field("holder", obj, "status", _STR, _MISSING),

@@ -1,18 +1,17 @@
 """The Redis store: one Lua round trip per claim, fail closed on anything unexpected.
 
 Key layout: :mod:`verifier.store.keys`; the claim script: :mod:`verifier.store.claim_script`;
-connections: :mod:`verifier.store.pool`.
+the connection: :mod:`verifier.store.resp` (one auto-pipelined connection: every claim issued
+in the same event-loop turn goes out in one write, replies are matched in order).
 
 Failure policy. Every call runs under its own deadline (``asyncio.timeout``): ``deadline_ms``
-(default 50) for single commands, ``admin_deadline_ms`` for bulk writes and the startup check;
-new connections get ``admin_deadline_ms`` too, in the background. A timeout, a connection error,
-an error reply or a reply of the wrong shape raises :class:`verifier.errors.StoreUnavailable`.
-Nothing is retried: redis-py's retries are off (``Retry(NoBackoff(), 0)``; its default retries
-10 times with backoff), because a retried claim could turn our own first attempt into a REPLAYED
-verdict. A connection whose call failed or was cancelled half way is closed before it goes back
-to the pool, so a late reply is never read by a later call. After a server restart, dead pooled
-connections are found on checkout and reconnected, and the script is re-sent (NOSCRIPT -> EVAL):
-the store object carries on by itself.
+(default 50) for single commands, ``admin_deadline_ms`` for bulk writes and the startup check.
+A timeout, a connection error, an error reply or a reply of the wrong shape raises
+:class:`verifier.errors.StoreUnavailable`. Nothing is retried (a retried claim could turn our own
+first attempt into a REPLAYED verdict). A call that gives up leaves its reply to its own
+abandoned future, so a late reply is never read by a later call; a connection that stops
+answering altogether is closed and the next call reconnects. After a server restart the script
+is re-sent (NOSCRIPT -> EVAL): the store object carries on by itself.
 
 Caveat of failing closed: a claim that timed out may still have run on the server. A client
 that retries with the same claimant and request id then gets RETRY and the original verdict.
@@ -24,6 +23,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -42,7 +42,7 @@ from verifier.store.keys import (
     nonce_key,
     scanner_key,
 )
-from verifier.store.pool import Pool
+from verifier.store.resp import PipelinedConnection, RespError, pack
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,6 @@ class RedisStore:
         *,
         deadline_ms: int = 50,
         admin_deadline_ms: int = 2000,
-        max_connections: int = 64,
         chunk_size: int = 1000,
     ) -> None:
         if urlsplit(url).scheme not in ("redis", "rediss"):
@@ -77,26 +76,29 @@ class RedisStore:
         self._admin_deadline = admin_deadline_ms / 1000
         self._chunk_size = chunk_size
         self._closed = False
-        self._pool = Pool(url, size=max_connections, connect_timeout=self._admin_deadline)
+        # Calls in flight together share one write and one read (auto-pipelining). A command
+        # unanswered for 20 deadlines (paused server, dead network) closes the connection.
+        self._conn = PipelinedConnection(
+            url,
+            deadline=self._deadline,
+            connect_timeout=self._admin_deadline,
+            stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
+        )
 
-    async def _send_and_read(self, commands: Sequence[Command]) -> list[object]:
-        """Pipeline ``commands`` on one pooled connection; error replies come back as values."""
-        conn = await self._pool.acquire()
-        in_step = False
-        try:
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-            replies: list[object] = []
-            for _ in commands:
-                try:
-                    replies.append(await conn.read_response())
-                except ResponseError as err:  # a whole reply: the stream is still in step
-                    replies.append(err)
-            in_step = True
-            return replies
-        finally:
-            # Out of step (failed, timed out, cancelled): the pool closes the socket, so a late
-            # reply can never be read by another call.
-            await self._pool.release(conn, in_step=in_step)
+    async def _send_and_read(
+        self, commands: Sequence[Command], deadline: float | None = None
+    ) -> list[object]:
+        """Send ``commands`` on the shared connection; error replies come back as values.
+
+        A caller that gives up (deadline, cancellation) leaves its replies to be consumed, in
+        order, by its own abandoned futures: a late reply never reaches a later call.
+        """
+        if len(commands) == 1:
+            replies = [await self._conn.call(pack(*commands[0]), deadline)]
+        else:
+            calls = (self._conn.call(pack(*c), deadline) for c in commands)
+            replies = list(await asyncio.gather(*calls))
+        return [_as_redis_error(r) if isinstance(r, RespError) else r for r in replies]
 
     async def _call(self, what: str, deadline: float, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` within ``deadline`` seconds; map every failure to StoreUnavailable."""
@@ -107,7 +109,7 @@ class RedisStore:
                 return await work()
         except TimeoutError as err:
             raise StoreUnavailable(f"redis {what}: no reply within {deadline * 1000:g} ms") from err
-        except (RedisError, OSError) as err:
+        except (RedisError, OSError, ssl.SSLError) as err:
             raise StoreUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
 
     async def _command(self, what: str, *command: str | bytes | int) -> object:
@@ -137,17 +139,37 @@ class RedisStore:
         An unknown holder still consumes the nonce (NEW with holder None).
         """
         check_claim_args(sub, jti, claimant, request_id, ttl_ms)
-        args = (2, holder_key(sub), nonce_key(sub, jti), claimant, request_id or "", ttl_ms)
-
-        async def run_script() -> object:
-            [reply] = await self._send_and_read([("EVALSHA", CLAIM_SHA, *args)])
-            if isinstance(reply, NoScriptError):  # script cache empty (restart, failover)
-                [reply] = await self._send_and_read([("EVAL", CLAIM_LUA, *args)])
-            return reply
-
-        reply = await self._call("claim", self._deadline, run_script)
-        if isinstance(reply, ResponseError):
-            raise StoreUnavailable(f"redis claim: {_describe(reply)}")
+        if self._closed:
+            raise StoreUnavailable("redis store is closed")
+        hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
+        cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
+        packed = (
+            _CLAIM_PREFIX
+            + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+            % (len(hk), hk, len(nk), nk, len(cl), cl, len(rid), rid, len(ttl), ttl)
+        )
+        try:
+            if self._conn.connected:  # the hot path: the connection's sweeper keeps the deadline
+                reply = await self._conn.call(packed)
+            else:
+                async with asyncio.timeout(self._deadline):
+                    reply = await self._conn.call(packed)
+        except TimeoutError as err:
+            raise StoreUnavailable(
+                f"redis claim: no reply within {self._deadline * 1000:g} ms"
+            ) from err
+        except (OSError, ssl.SSLError) as err:
+            raise StoreUnavailable(f"redis claim: {type(err).__name__}: {err}") from err
+        if isinstance(reply, RespError):
+            if not str(reply).startswith("NOSCRIPT"):
+                raise StoreUnavailable(f"redis claim: {_describe(_as_redis_error(reply))}")
+            # Script cache empty (restart, failover): send the script itself once.
+            args = (2, hk, nk, cl, rid, ttl_ms)
+            [reply] = await self._call(
+                "claim", self._deadline, lambda: self._send_and_read([("EVAL", CLAIM_LUA, *args)])
+            )
+            if isinstance(reply, ResponseError):
+                raise StoreUnavailable(f"redis claim: {_describe(reply)}")
         outcome, holder = parse_claim_reply(reply)
         if holder is None:
             return Claim(outcome, None)
@@ -168,7 +190,7 @@ class RedisStore:
         it = iter(holders)
         while batch := list(itertools.islice(it, self._chunk_size)):
             commands = [("SET", holder_key(h.sub), codec.encode_holder(h)) for h in batch]
-            send = functools.partial(self._send_and_read, commands)
+            send = functools.partial(self._send_and_read, commands, self._admin_deadline)
             replies = await self._call("SET (bulk)", self._admin_deadline, send)
             bad = next((r for r in replies if r != b"OK"), None)
             if bad is not None:
@@ -208,7 +230,9 @@ class RedisStore:
         """
         command = ("CONFIG", "GET", "maxmemory-policy")
         [reply] = await self._call(
-            "CONFIG GET", self._admin_deadline, lambda: self._send_and_read([command])
+            "CONFIG GET",
+            self._admin_deadline,
+            lambda: self._send_and_read([command], self._admin_deadline),
         )
         if isinstance(reply, dict):  # RESP3
             reply = [item for pair in reply.items() for item in pair]
@@ -235,10 +259,16 @@ class RedisStore:
     async def close(self) -> None:
         """Close all connections; later calls raise StoreUnavailable."""
         self._closed = True
-        try:
-            await self._pool.close()
-        except (RedisError, OSError) as err:
-            log.warning("closing the redis store: %s", err)
+        self._conn.close()
+
+
+_CLAIM_PREFIX = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % CLAIM_SHA.encode()
+
+
+def _as_redis_error(err: RespError) -> ResponseError:
+    """Error replies as redis-py's exception classes (NOSCRIPT is told apart)."""
+    text = str(err)
+    return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
 
 
 def _describe(reply: object) -> str:

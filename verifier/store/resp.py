@@ -11,6 +11,8 @@ Failing closed:
 
 * Nothing is retried here. A lost connection fails every outstanding call (the caller answers
   503); the next call reconnects.
+* Deadlines cost no timer per call: a sweeper that runs while commands are outstanding fails
+  every call older than ``deadline`` with TimeoutError (its future stays queued for its reply).
 * If the oldest unanswered command has waited longer than ``stall_timeout`` (the server is
   paused, the network is gone), the connection is declared dead and closed, so memory does not
   grow without bound while calls keep timing out.
@@ -51,7 +53,8 @@ class _Protocol(asyncio.Protocol):
         self.owner = owner
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader(replyError=RespError)
-        self.pending: deque[tuple[asyncio.Future[Any], float]] = deque()
+        # (future, sent at, give up at), in the order the replies will come
+        self.pending: deque[tuple[asyncio.Future[Any], float, float]] = deque()
         self.out: list[bytes] = []
         self.flush_scheduled = False
         self.lost = False
@@ -103,7 +106,12 @@ class PipelinedConnection:
     """One auto-pipelined connection to the server named by a ``redis://``/``rediss://`` URL."""
 
     def __init__(
-        self, url: str, *, connect_timeout: float = 2.0, stall_timeout: float = 1.0
+        self,
+        url: str,
+        *,
+        deadline: float = 0.05,
+        connect_timeout: float = 2.0,
+        stall_timeout: float = 1.0,
     ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
@@ -117,7 +125,9 @@ class PipelinedConnection:
         self.stall_timeout = stall_timeout
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
+        self.deadline = deadline
+        self._sweep_every = max(0.002, deadline / 5)
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def _forget(self, proto: _Protocol) -> None:
         if self._proto is proto:
@@ -160,48 +170,62 @@ class PipelinedConnection:
         self._connecting = None
         if not task.cancelled() and task.exception() is None:
             self._proto = task.result()
-            self._arm_watchdog()
 
-    def _send(self, proto: _Protocol, packed: bytes) -> asyncio.Future[Any]:
+    def _send(
+        self, proto: _Protocol, packed: bytes, deadline: float | None = None
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        proto.pending.append((fut, time.monotonic()))
+        now = time.monotonic()
+        proto.pending.append((fut, now, now + max(deadline or 0.0, self.deadline)))
         proto.out.append(packed)
         if not proto.flush_scheduled:
             proto.flush_scheduled = True
             loop.call_soon(proto.flush)
+        if self._sweeper is None and proto is self._proto:
+            self._sweeper = loop.call_later(self._sweep_every, self._sweep)
         return fut
 
-    async def call(self, packed: bytes) -> Any:
+    async def call(self, packed: bytes, deadline: float | None = None) -> Any:
         """Send one packed command and return its reply (RespError for an error reply).
 
-        Raises ConnectionDown, OSError or TimeoutError on connection problems; the caller
-        applies its own deadline (e.g. ``asyncio.timeout``).
+        Raises ConnectionDown or OSError on connection problems, and TimeoutError once the
+        command has waited ``deadline`` seconds (at least the connection's) for its reply. Connecting is bounded by
+        ``connect_timeout`` only: a caller wanting less applies its own (``asyncio.timeout``).
         """
         proto = self._proto
         if proto is None or proto.lost:
             proto = await self._ready()
-        return await self._send(proto, packed)
+        return await self._send(proto, packed, deadline)
 
-    def _arm_watchdog(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(self.stall_timeout / 2, self._check_stall)
+    @property
+    def connected(self) -> bool:
+        return self._proto is not None and not self._proto.lost
 
-    def _check_stall(self) -> None:
+    def _sweep(self) -> None:
+        """Fail calls past their deadline (their replies stay queued, in step) and close a
+        connection whose oldest command has gone unanswered for ``stall_timeout``."""
+        self._sweeper = None
         proto = self._proto
-        if proto is None:
-            self._watchdog = None
+        if proto is None or not proto.pending:
             return
-        if proto.pending and time.monotonic() - proto.pending[0][1] > self.stall_timeout:
+        now = time.monotonic()
+        oldest = proto.pending[0][1]
+        if now - oldest > self.stall_timeout:
             proto.fail(ConnectionDown(f"Redis did not answer for {self.stall_timeout:g} s"))
-            self._watchdog = None
             return
-        self._arm_watchdog()
+        recent = now - self.deadline  # nothing sent after this can be due (shortest deadline)
+        for fut, sent, due in proto.pending:
+            if sent > recent:
+                break
+            if due <= now and not fut.done():
+                fut.set_exception(TimeoutError())
+        self._sweeper = asyncio.get_running_loop().call_later(self._sweep_every, self._sweep)
 
     def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._proto is not None:
             self._proto.fail(ConnectionDown("connection closed"))
         if self._connecting is not None:
