@@ -36,10 +36,15 @@ def pae(*pieces: bytes) -> bytes:
     return b"".join(out)
 
 
-def _pae3(m: bytes, f: bytes, i: bytes) -> bytes:
-    # pae(HEADER, m, f, i) specialised for the hot path (lengths never reach 2**63).
+def _pae3(m: bytes, f: bytes, i: bytes, prefix: bytes = b"") -> bytes:
+    """``prefix || PAE("v4.public.", m, f, i)``, specialised for the hot path.
+
+    The verifier passes the signature as ``prefix``: libsodium's crypto_sign_open takes
+    ``sig || message``, and building both in one join saves a copy of the message.
+    """
     return b"".join(
         (
+            prefix,
             b"\x04\x00\x00\x00\x00\x00\x00\x00\x0a\x00\x00\x00\x00\x00\x00\x00v4.public.",
             len(m).to_bytes(8, "little"),
             m,
@@ -51,19 +56,27 @@ def _pae3(m: bytes, f: bytes, i: bytes) -> bytes:
     )
 
 
-def ed25519_verify(sig: bytes, message: bytes, pk: bytes) -> bool:
-    """True iff ``sig`` is a valid Ed25519 signature of ``message`` under ``pk``."""
-    if len(pk) != 32 or len(sig) != SIG_BYTES:
+def open_signed(sig_and_message: bytes, pk: bytes) -> bool:
+    """True iff ``sig_and_message`` is a 64-byte Ed25519 signature followed by the message it
+    signs under the 32-byte public key ``pk``."""
+    if len(pk) != 32 or len(sig_and_message) < SIG_BYTES:
         raise ValueError("an Ed25519 public key is 32 bytes and a signature 64")
-    signed = sig + message
-    if _lib is not None and len(signed) <= _SCRATCH_BYTES:
+    n = len(sig_and_message)
+    if _lib is not None and n <= _SCRATCH_BYTES:
         # Only the return code is used; the scratch output is never read.
-        return _lib.crypto_sign_open(_scratch, _scratch_len, signed, len(signed), pk) == 0
+        return _lib.crypto_sign_open(_scratch, _scratch_len, sig_and_message, n, pk) == 0
     try:
-        nacl.bindings.crypto_sign_open(signed, pk)
+        nacl.bindings.crypto_sign_open(sig_and_message, pk)
     except nacl.exceptions.BadSignatureError:
         return False
     return True
+
+
+def ed25519_verify(sig: bytes, message: bytes, pk: bytes) -> bool:
+    """True iff ``sig`` is a valid Ed25519 signature of ``message`` under ``pk``."""
+    if len(sig) != SIG_BYTES:
+        raise ValueError("an Ed25519 signature is 64 bytes")
+    return open_signed(sig + message, pk)
 
 
 def sign(secret_key: bytes, message: bytes, footer: bytes = b"", implicit: bytes = b"") -> str:
