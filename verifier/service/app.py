@@ -51,7 +51,10 @@ class Runtime:
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(obj), status=status, content_type=_JSON, headers=headers)
+    h = {"Content-Type": _JSON}
+    if headers:
+        h.update(headers)
+    return web.Response(body=orjson.dumps(obj), status=status, headers=h)
 
 
 def _error(
@@ -75,7 +78,18 @@ class Handlers:
         length = request.content_length
         if length is not None and length > limit:
             return self._refuse(413, "body_too_large", f"body over {limit} bytes")
-        # Read at most limit + 1 bytes whatever the framing (chunked bodies have no length).
+        if length is not None:  # the common case: the length is known and within the limit
+            try:
+                body = await request.content.readany()  # usually the whole body at once
+                while len(body) < length:
+                    more = await request.content.readany()
+                    if not more:
+                        break
+                    body += more
+            except (ConnectionError, asyncio.IncompleteReadError):
+                return self._refuse(400, "malformed_request", "the body ended early")
+            return body
+        # Chunked: read at most limit + 1 bytes.
         chunks: list[bytes] = []
         total = 0
         try:

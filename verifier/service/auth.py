@@ -58,9 +58,16 @@ class ScannerCache:
         self._ttl = ttl
         self._clock = clock
         self._entries: dict[str, tuple[float, Scanner | None, Institution | None]] = {}
+        # Headers that passed the full check, by exact text: skips parsing and hashing on the
+        # hot path; expires with the record cache, so a revocation is seen just as soon.
+        self._accepted: dict[str, tuple[float, Scanner, Institution | None]] = {}
 
     async def authenticate(self, header: str | None) -> tuple[Scanner, Institution | None]:
         """Raise AuthError, or StoreUnavailable when records cannot be read."""
+        if header is not None:
+            hit = self._accepted.get(header)
+            if hit is not None and self._clock() - hit[0] < self._ttl:
+                return hit[1], hit[2]
         parsed = parse_bearer(header)
         if parsed is None:
             raise AuthError(401, "unauthorized", "missing or malformed bearer credential")
@@ -79,4 +86,8 @@ class ScannerCache:
             raise AuthError(401, "unauthorized", "unknown scanner credential")
         if scanner.revoked:
             raise AuthError(403, "scanner_revoked", "this scanner credential has been revoked")
+        if len(self._accepted) > 10_000:
+            self._accepted.clear()
+        assert header is not None  # parse_bearer accepted it
+        self._accepted[header] = (entry[0], scanner, inst)
         return scanner, inst

@@ -27,6 +27,19 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)
 _FIELDS = frozenset({"token", "request_id", "service", "amount"})
 
 
+_formatted: dict[float, str] = {}
+
+
+def _format_time(ts: float) -> str:
+    """rfc3339.format, remembered: tokens issued in the same second share their exp."""
+    text = _formatted.get(ts)
+    if text is None:
+        if len(_formatted) >= 4096:
+            _formatted.clear()
+        text = _formatted[ts] = rfc3339.format(ts)
+    return text
+
+
 class RequestError(Exception):
     """The request itself is unacceptable (HTTP ``status``, machine code ``code``)."""
 
@@ -127,7 +140,7 @@ class Pipeline:
             "type": tok.card,
             "issuer": tok.iss,
             "region": tok.region,
-            "expires_at": rfc3339.format(tok.exp),
+            "expires_at": _format_time(tok.exp),
         }
         if inst is None or not inst.enabled or tok.card not in inst.cards:
             return self._verdict(E.INSTITUTION_NOT_ENABLED, card=card)
