@@ -80,3 +80,22 @@ def test_judge_reads_the_histogram_and_validity() -> None:
     assert judge(passing, (Slo(99.0, 100.0),))[0] is False  # 200 µs > 100 µs
     invalid = {**passing, "valid": False, "invalid_reasons": ["generator fell behind"]}
     assert judge(invalid, P99_1MS) == (False, "invalid run: generator fell behind")
+
+
+def test_find_max_refuses_several_processes(tmp_path, capsys):
+    """Regression: trial slices split across processes broke the corpus's replay placement,
+    so the oracle reported ok/replayed mismatches that were the bench's own fault."""
+    from dataclasses import replace as _replace
+
+    from bench import findmax, runner
+
+    settings = runner.RunSettings(
+        target="http://127.0.0.1:9/v1/verify", credential="c", rate=100.0, duration_s=1.0,
+        connections=4, processes=2,
+    )  # fmt: skip
+    options = findmax.FindMaxOptions(
+        settings=_replace(settings), corpus=tmp_path, slos=(), start_rate=100.0,
+        max_rate=200.0, resolution=0.05, max_trials=2, out=None,
+    )  # fmt: skip
+    assert findmax.run_find_max(options) == 2
+    assert "--processes 1" in capsys.readouterr().err
