@@ -1,6 +1,7 @@
 """Compact JSON for the records the Redis store keeps (private to ``verifier.store``).
 
-Every field is written, so a record read back equals the one written. On reading, types are
+The written form is :mod:`verifier.registry`'s (``*_to_json``): every field is written, so a
+record read back equals the one written. On reading, types are
 checked strictly (a bool is not an int), a missing field that has a default takes it, and
 unknown fields are ignored so that a newer writer does not lock out an older reader.
 Malformed data raises :class:`verifier.errors.RecordError`.
@@ -12,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from verifier import registry
 from verifier.errors import RecordError
 from verifier.records import Holder, Institution, Scanner
 
@@ -50,18 +52,7 @@ _OPT_STR = (str, type(None))
 
 
 def encode_holder(holder: Holder) -> bytes:
-    return _dumps(
-        {
-            "sub": holder.sub,
-            "status": holder.status,
-            "scheme": holder.scheme,
-            "region": holder.region,
-            "balance_fen": holder.balance_fen,
-            "physical_card": holder.physical_card,
-            "name_masked": holder.name_masked,
-            "id_masked": holder.id_masked,
-        }
-    )
+    return _dumps(registry.holder_to_json(holder))
 
 
 def decode_holder(data: bytes) -> Holder:
@@ -106,14 +97,7 @@ def decode_holder(data: bytes) -> Holder:
 
 
 def encode_institution(inst: Institution) -> bytes:
-    return _dumps(
-        {
-            "id": inst.id,
-            "name": inst.name,
-            "cards": sorted(inst.cards),
-            "enabled": inst.enabled,
-        }
-    )
+    return _dumps(registry.institution_to_json(inst))
 
 
 def decode_institution(data: bytes) -> Institution:
@@ -130,14 +114,7 @@ def decode_institution(data: bytes) -> Institution:
 
 
 def encode_scanner(scanner: Scanner) -> bytes:
-    return _dumps(
-        {
-            "id": scanner.id,
-            "institution": scanner.institution,
-            "secret_hash": scanner.secret_hash,
-            "revoked": scanner.revoked,
-        }
-    )
+    return _dumps(registry.scanner_to_json(scanner))
 
 
 def decode_scanner(data: bytes) -> Scanner:
