@@ -96,7 +96,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(b64url, "decode", forbidden)
     monkeypatch.setattr(paseto, "split", forbidden)
     monkeypatch.setattr(paseto, "verify_body", forbidden)
-    monkeypatch.setattr(paseto, "ed25519_verify", forbidden)
+    monkeypatch.setattr(paseto, "open_signed", forbidden)
     monkeypatch.setattr(strictjson, "loads_object", forbidden)
 
 

@@ -113,18 +113,12 @@ def verify(token: str | bytes, trust: TrustList, policy: ClaimPolicy, now: float
     ):
         raise TokenError(E.KEY_NOT_VALID, "outside the key's validity window")
 
-    # Step 3: decode the payload; message m, signature s (the last 64 bytes).
+    # Steps 3-5: decode, split message and signature, PAE, Ed25519.
     try:
-        signed = b64url.decode(body)
-    except ValueError as err:
-        raise TokenError(E.MALFORMED, "payload is not strict base64url") from err
-    if len(signed) < paseto.SIG_BYTES:
-        raise TokenError(E.MALFORMED, "payload shorter than a signature")
-    message = signed[: -paseto.SIG_BYTES]
-    # Steps 4-5: m2 = PAE(h, m, f, i); Ed25519 verify of s over m2.
-    sig_m2 = paseto._pae3(message, footer, policy.implicit_assertion, signed[-paseto.SIG_BYTES :])
-    if not paseto.open_signed(sig_m2, key.public):
-        raise TokenError(E.BAD_SIGNATURE, "invalid signature")
+        message = paseto.verify_body(body, footer, key.public, policy.implicit_assertion)
+    except paseto.PasetoError as err:
+        reason = E.BAD_SIGNATURE if err.kind == "signature" else E.MALFORMED
+        raise TokenError(reason, str(err)) from err
 
     # Step 6: the claims. Payloads in the canonical layout issuers write take a fast path
     # that needs no JSON parser; any other spelling is parsed strictly.

@@ -72,13 +72,6 @@ def open_signed(sig_and_message: bytes, pk: bytes) -> bool:
     return True
 
 
-def ed25519_verify(sig: bytes, message: bytes, pk: bytes) -> bool:
-    """True iff ``sig`` is a valid Ed25519 signature of ``message`` under ``pk``."""
-    if len(sig) != SIG_BYTES:
-        raise ValueError("an Ed25519 signature is 64 bytes")
-    return open_signed(sig + message, pk)
-
-
 def sign(secret_key: bytes, message: bytes, footer: bytes = b"", implicit: bytes = b"") -> str:
     """Build a v4.public token (spec: v4.Sign)."""
     # 1-2. h = "v4.public."; m2 = PAE(h, m, f, i)
@@ -124,9 +117,9 @@ def verify_body(body: bytes, footer: bytes, public_key: bytes, implicit: bytes =
     if len(raw) < SIG_BYTES:
         raise PasetoError("encoding", "payload shorter than a signature")
     m, s = raw[:-SIG_BYTES], raw[-SIG_BYTES:]
-    # 4. m2 = PAE(h, m, f, i)
+    # 4. m2 = PAE(h, m, f, i), built right behind s (libsodium takes s || m2)
     # 5. Ed25519 verify
-    if not ed25519_verify(s, _pae3(m, footer, implicit), public_key):
+    if not open_signed(_pae3(m, footer, implicit, s), public_key):
         raise PasetoError("signature", "invalid signature")
     # 6. Return m
     return m
