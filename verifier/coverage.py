@@ -51,7 +51,9 @@ def decide(card_type: str, holder: Holder | None) -> str:
     return OK
 
 
-def coverage_view(holder: Holder, policy: BenefitPolicy) -> dict[str, Any]:
+def coverage_view(
+    holder: Holder, policy: BenefitPolicy, benefit_ratios: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The holder's coverage, JSON-ready::
 
         {"status": "active", "scheme": "employee", "region": "110101",
@@ -59,14 +61,15 @@ def coverage_view(holder: Holder, policy: BenefitPolicy) -> dict[str, Any]:
          "benefit_ratios": {"inpatient": "90%", "outpatient": "70%", ...}}
 
     ``account_balance`` is a yuan decimal string; ``benefit_ratios`` is
-    :func:`verifier.benefits.ratios` for the holder's region and scheme.
+    :func:`verifier.benefits.ratios` for the holder's region and scheme (pass it in when the
+    caller already has it).
     """
     return {
         "status": holder.status,
         "scheme": holder.scheme,
         "region": holder.region,
         "account_balance": format_fen(holder.balance_fen),
-        "benefit_ratios": ratios(policy, holder.region, holder.scheme),
+        "benefit_ratios": benefit_ratios or ratios(policy, holder.region, holder.scheme),
     }
 
 

@@ -15,10 +15,11 @@ from typing import Any
 from verifier import core, coverage, rfc3339
 from verifier import errors as E
 from verifier.benefits import SERVICES, BenefitPolicy, UnknownService, settle
+from verifier.benefits import ratios as benefit_ratios
 from verifier.errors import TokenError
 from verifier.money import MoneyError, format_fen, parse_yuan
 from verifier.policy import ClaimPolicy
-from verifier.records import Institution, Scanner
+from verifier.records import Holder, Institution, Scanner
 from verifier.service.metrics import Metrics
 from verifier.service.trustwatch import TrustWatch
 from verifier.store.base import REPLAYED, Store
@@ -182,18 +183,12 @@ class Pipeline:
             }
         return out
 
-    def _coverage(self, holder: Any) -> dict[str, Any]:
+    def _coverage(self, holder: Holder) -> dict[str, Any]:
+        # The ratios depend only on (region, scheme): compute each pair once.
         key = (holder.region, holder.scheme)
         ratios = self._ratios.get(key)
         if ratios is None:
-            view = coverage.coverage_view(holder, self.benefits)
+            ratios = benefit_ratios(self.benefits, holder.region, holder.scheme)
             if len(self._ratios) < 10_000:
-                self._ratios[key] = view["benefit_ratios"]
-            return view
-        return {
-            "status": holder.status,
-            "scheme": holder.scheme,
-            "region": holder.region,
-            "account_balance": format_fen(holder.balance_fen),
-            "benefit_ratios": ratios,
-        }
+                self._ratios[key] = ratios
+        return coverage.coverage_view(holder, self.benefits, ratios)
