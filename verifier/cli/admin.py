@@ -16,6 +16,7 @@ from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
 from verifier.errors import ConfigError, StoreUnavailable
+from verifier.service.config import parse_bool
 from verifier.store import Store, open_store
 
 T = TypeVar("T")
@@ -31,8 +32,6 @@ STORE_EPILOG = (
 )
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the rule records.py ids follow (see registry.py)
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,8 @@ class StoreOptions:
 def store_options(environ: Mapping[str, str]) -> StoreOptions:
     """StoreOptions from VERIFIER_STORE and VERIFIER_ALLOW_EVICTION in ``environ``."""
     url = environ.get("VERIFIER_STORE", "").strip() or DEFAULT_STORE
-    raw = environ.get("VERIFIER_ALLOW_EVICTION", "").strip().lower()
-    if raw not in _TRUE and raw not in _FALSE:
-        raise ConfigError(f"VERIFIER_ALLOW_EVICTION: expected true or false, got {raw!r}")
-    return StoreOptions(url, raw in _TRUE)
+    allow = parse_bool("VERIFIER_ALLOW_EVICTION", environ.get("VERIFIER_ALLOW_EVICTION", ""))
+    return StoreOptions(url, allow)
 
 
 def with_store(opts: StoreOptions, work: Callable[[Store], Awaitable[T]]) -> T:

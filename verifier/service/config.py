@@ -50,15 +50,20 @@ class Settings:
         return m[1].strip("[]") or "0.0.0.0", int(m[2])
 
 
+def parse_bool(env: str, raw: object) -> bool:
+    """A yes/no setting (1/true/yes/on, 0/false/no/off/empty); ConfigError naming ``env``."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{env}: expected true or false, got {raw!r}")
+
+
 def _convert(name: str, kind: Any, raw: object) -> object:
     env = f"VERIFIER_{name.upper()}"
     if kind is bool or kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in _TRUE or text in _FALSE:
-            return text in _TRUE
-        raise ConfigError(f"{env}: expected true or false, got {raw!r}")
+        return parse_bool(env, raw)
     if kind is int or kind == "int":
         try:
             value = int(str(raw).strip())
