@@ -115,6 +115,7 @@ class Service:
     http: aiohttp.ClientSession
     world: World
     runtime: Any
+    site: Any = None  # verifier.service.server.Site
 
     async def verify(
         self,
@@ -152,7 +153,7 @@ async def running(
     port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession() as http:
-            yield Service(f"http://127.0.0.1:{port}", http, world, rt)
+            yield Service(f"http://127.0.0.1:{port}", http, world, rt, runner)
     finally:
         await runner.cleanup()
         await rt.store.close()

@@ -11,12 +11,13 @@ import logging
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
 
 from verifier.errors import StoreUnavailable
+from verifier.records import Institution, Scanner
 from verifier.service.auth import AuthError, ScannerCache
 from verifier.service.metrics import Metrics
 from verifier.service.pipeline import (
@@ -48,19 +49,26 @@ class Runtime:
     metrics: Metrics
     max_body_bytes: int = 8192
     max_batch_bytes: int = 1048576
+    fast_path: bool = True  # answer plain POST /v1/verify requests without aiohttp's objects
+
+
+class Answer(NamedTuple):
+    """A response before it meets an HTTP layer: aiohttp's route and the fast path share it."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] | None = None
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return to_response(Answer(status, orjson.dumps(obj), headers))
+
+
+def to_response(answer: Answer) -> web.Response:
     h = {"Content-Type": _JSON}
-    if headers:
-        h.update(headers)
-    return web.Response(body=orjson.dumps(obj), status=status, headers=h)
-
-
-def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return _json({"error": code, "message": message}, status, headers)
+    if answer.headers:
+        h.update(answer.headers)
+    return web.Response(body=answer.body, status=answer.status, headers=h)
 
 
 class Handlers:
@@ -70,11 +78,11 @@ class Handlers:
 
     def _refuse(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> web.Response:
+    ) -> Answer:
         self.m.http_errors[status] += 1
-        return _error(status, code, message, headers)
+        return Answer(status, orjson.dumps({"error": code, "message": message}), headers)
 
-    async def _body(self, request: web.Request, limit: int) -> bytes | web.Response:
+    async def _body(self, request: web.Request, limit: int) -> bytes | Answer:
         length = request.content_length
         if length is not None and length > limit:
             return self._refuse(413, "body_too_large", f"body over {limit} bytes")
@@ -106,29 +114,52 @@ class Handlers:
         return b"".join(chunks)
 
     async def verify(self, request: web.Request) -> web.Response:
+        """``POST /v1/verify`` through aiohttp (the fast path answers the plain cases itself)."""
         started = time.perf_counter()
         rt = self.rt
         if request.content_length is not None and request.content_length > rt.max_body_bytes:
-            return self._refuse(413, "body_too_large", f"body over {rt.max_body_bytes} bytes")
+            return to_response(
+                self._refuse(413, "body_too_large", f"body over {rt.max_body_bytes} bytes")
+            )
+        admitted = await self.admit(request.headers.get("Authorization"), request.content_type)
+        if isinstance(admitted, Answer):
+            return to_response(admitted)
+        body = await self._body(request, rt.max_body_bytes)
+        if isinstance(body, Answer):
+            return to_response(body)
+        idem = request.headers.get("Idempotency-Key")
+        return to_response(await self.decide(admitted, request.content_type, body, idem, started))
+
+    async def admit(
+        self, authorization: str | None, ctype: str
+    ) -> tuple[Scanner, Institution | None] | Answer:
+        """Scanner credentials, then the content type: who asks, and in a form we read."""
         try:
-            scanner, inst = await rt.scanners.authenticate(request.headers.get("Authorization"))
+            admitted = await self.rt.scanners.authenticate(authorization)
         except AuthError as err:
             return self._auth_refusal(err)
         except StoreUnavailable:
             return self._store_down()
-        ctype = request.content_type
         if ctype not in ("text/plain", _JSON):
             return self._refuse(415, "unsupported_media_type", "use application/json or text/plain")
-        body = await self._body(request, rt.max_body_bytes)
-        if isinstance(body, web.Response):
-            return body
+        return admitted
+
+    async def decide(
+        self,
+        admitted: tuple[Scanner, Institution | None],
+        ctype: str,
+        body: bytes,
+        idempotency_key: str | None,
+        started: float,
+    ) -> Answer:
+        """The verdict for one admitted verify request whose body has been read."""
         try:
-            idem = parse_request_id(request.headers.get("Idempotency-Key"))
+            idem = parse_request_id(idempotency_key)
             if ctype == _JSON:
                 req = request_from_json(_loads(body), idem)
             else:
                 req = VerifyRequest(body.strip(b" \t\r\n"), idem)
-            verdict = await rt.pipeline.verify(scanner, inst, req, time.time())
+            verdict = await self.rt.pipeline.verify(admitted[0], admitted[1], req, time.time())
         except RequestError as err:
             return self._refuse(err.status, err.code, err.message)
         except StoreUnavailable:
@@ -139,9 +170,14 @@ class Handlers:
             verdict["request_id"] = req.request_id
         elapsed = time.perf_counter() - started
         self.m.latency.observe(elapsed)
-        return _json(verdict, headers={"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"})
+        return Answer(
+            200, orjson.dumps(verdict), {"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"}
+        )
 
     async def verify_batch(self, request: web.Request) -> web.Response:
+        return to_response(await self._batch(request))
+
+    async def _batch(self, request: web.Request) -> Answer:
         started = time.perf_counter()
         rt = self.rt
         try:
@@ -153,7 +189,7 @@ class Handlers:
         if request.content_type != _JSON:
             return self._refuse(415, "unsupported_media_type", "a batch is application/json")
         body = await self._body(request, rt.max_batch_bytes)
-        if isinstance(body, web.Response):
+        if isinstance(body, Answer):
             return body
         try:
             doc = _loads(body)
@@ -175,8 +211,10 @@ class Handlers:
         if all(r.get("error") == "store_unavailable" for r in results):
             return self._store_down()
         elapsed = time.perf_counter() - started
-        return _json(
-            {"results": results}, headers={"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"}
+        return Answer(
+            200,
+            orjson.dumps({"results": results}),
+            {"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"},
         )
 
     async def _batch_item(
@@ -199,17 +237,17 @@ class Handlers:
             verdict["request_id"] = req.request_id
         return verdict
 
-    def _auth_refusal(self, err: AuthError) -> web.Response:
+    def _auth_refusal(self, err: AuthError) -> Answer:
         headers = {"WWW-Authenticate": 'Bearer realm="verifier"'} if err.status == 401 else None
         return self._refuse(err.status, err.code, err.message, headers)
 
-    def _store_down(self) -> web.Response:
+    def _store_down(self) -> Answer:
         self.m.store_errors += 1
         return self._refuse(
             503, "store_unavailable", "the store did not answer in time; retry", _RETRY_AFTER
         )
 
-    def _trust_stale(self) -> web.Response:
+    def _trust_stale(self) -> Answer:
         return self._refuse(
             503, "trust_list_expired", "the trust list has expired; cannot verify", _RETRY_AFTER
         )
@@ -241,10 +279,12 @@ class Handlers:
         return web.Response(body=OPENAPI, content_type=_JSON)
 
     async def not_found(self, request: web.Request) -> web.Response:
-        return self._refuse(404, "not_found", "no such endpoint; see /openapi.json")
+        return to_response(self._refuse(404, "not_found", "no such endpoint; see /openapi.json"))
 
     async def method_not_allowed(self, request: web.Request) -> web.Response:
-        return self._refuse(405, "method_not_allowed", f"{request.method} is not allowed here")
+        return to_response(
+            self._refuse(405, "method_not_allowed", f"{request.method} is not allowed here")
+        )
 
 
 def _loads(body: bytes) -> Any:
@@ -257,8 +297,8 @@ def _loads(body: bytes) -> Any:
 OPENAPI = resources.files("verifier.service").joinpath("openapi.json").read_bytes()
 
 
-def build_app(rt: Runtime) -> web.Application:
-    h = Handlers(rt)
+def build_app(rt: Runtime, handlers: Handlers | None = None) -> web.Application:
+    h = handlers or Handlers(rt)
     app = web.Application(client_max_size=rt.max_batch_bytes, handler_args={"max_field_size": 8190})
     for path, method, handler in (
         ("/v1/verify", "POST", h.verify),

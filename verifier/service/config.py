@@ -41,6 +41,7 @@ class Settings:
     future_leeway: int = 5  # VERIFIER_FUTURE_LEEWAY: seconds iat/nbf may be ahead
     max_lifetime: int = 300  # VERIFIER_MAX_LIFETIME: longest exp - iat accepted
     log_level: str = "info"  # VERIFIER_LOG_LEVEL
+    fast_path: bool = True  # VERIFIER_FAST_PATH: false = every request through aiohttp
 
     @property
     def host_port(self) -> tuple[str, int]:

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -22,9 +23,10 @@ from verifier.benefits import BenefitPolicy, load_policy
 from verifier.cli.common import read_public_key
 from verifier.errors import ConfigError
 from verifier.policy import ClaimPolicy
-from verifier.service.app import Runtime, build_app
+from verifier.service.app import Handlers, Runtime, build_app
 from verifier.service.auth import ScannerCache
 from verifier.service.config import Settings
+from verifier.service.fastpath import Front
 from verifier.service.metrics import Metrics
 from verifier.service.pipeline import Pipeline
 from verifier.service.trustwatch import TrustWatch
@@ -61,15 +63,53 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         max_batch_bytes=settings.max_batch_bytes,
+        fast_path=settings.fast_path,
     )
 
 
-async def start_site(rt: Runtime, host: str, port: int, reuse_port: bool) -> web.AppRunner:
-    runner = web.AppRunner(build_app(rt), access_log=None, handle_signals=False)
+class Site:
+    """A listening service: aiohttp's runner, and the fast-path front when it is on."""
+
+    def __init__(
+        self, runner: web.AppRunner, server: asyncio.Server | None, front: Front | None
+    ) -> None:
+        self.runner = runner
+        self.server = server
+        self.front = front
+        self._closed = False
+
+    @property
+    def addresses(self) -> list[Any]:
+        if self.server is None:
+            return list(self.runner.addresses)
+        return [sock.getsockname() for sock in self.server.sockets]
+
+    async def cleanup(self) -> None:
+        """Stop listening, finish the requests in flight, close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.server is not None and self.front is not None:
+            self.server.close()
+            await self.front.close()
+        await self.runner.cleanup()
+
+
+async def start_site(rt: Runtime, host: str, port: int, reuse_port: bool) -> Site:
+    handlers = Handlers(rt)
+    runner = web.AppRunner(build_app(rt, handlers), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
-    await site.start()
-    return runner
+    if not rt.fast_path:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
+        await site.start()
+        return Site(runner, None, None)
+    aiohttp_protocol = runner.server
+    assert aiohttp_protocol is not None  # set up above
+    front = Front(handlers, aiohttp_protocol, rt.max_body_bytes)
+    server = await asyncio.get_running_loop().create_server(
+        front.protocol, host, port, reuse_port=reuse_port or None, backlog=1024
+    )
+    return Site(runner, server, front)
 
 
 async def serve_forever(settings: Settings, reuse_port: bool) -> None:

@@ -1,0 +1,452 @@
+"""The fast path for ``POST /v1/verify``: what it takes itself, what it leaves to aiohttp, and
+that a client cannot tell the two apart (same status, same body) on the same bytes.
+
+Requests are written as raw bytes on a socket, so framing edge cases reach the server as is.
+aiohttp's responses carry a ``Server`` header and the fast path's do not: that is how the tests
+see which layer answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import orjson
+import pytest
+from service_world import HOSPITAL, World, running
+
+from verifier.service.app import Answer
+from verifier.service.fastpath import HANDOFF, Parsed, parse, render
+
+MAX = 8192
+
+
+def req(
+    body: bytes = b'{"token":"t"}', *headers: str, line: str = "POST /v1/verify HTTP/1.1"
+) -> bytes:
+    """A request; headers default to a plain JSON verify with the right Content-Length."""
+    hs = list(headers) or ["Content-Type: application/json", "Authorization: Bearer x"]
+    if not any(h.lower().startswith(("content-length:", "transfer-encoding:")) for h in hs):
+        hs.append(f"Content-Length: {len(body)}")
+    if not any(h.lower().startswith(("host:", "no-host")) for h in hs):
+        hs.insert(0, "Host: verifier")
+    hs = [h for h in hs if h != "No-Host"]
+    return (line + "\r\n" + "".join(h + "\r\n" for h in hs) + "\r\n").encode() + body
+
+
+# -- the parser, alone ---------------------------------------------------------------------------
+
+
+def test_parse_plain_request_takes_exactly_one_request():
+    raw = req(
+        b'{"token":"t"}',
+        "Host: a",
+        "Content-Type: application/json",
+        "Authorization: Bearer abc",
+        "Idempotency-Key: k-1",
+    )
+    p = parse(raw + b"POST /next", MAX)
+    assert isinstance(p, Parsed)
+    assert (p.end, p.body, p.authorization, p.ctype, p.idempotency_key, p.close) == (
+        len(raw),
+        b'{"token":"t"}',
+        "Bearer abc",
+        "application/json",
+        "k-1",
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    "value, ctype",
+    [
+        ("application/json", "application/json"),
+        ("Application/JSON", "application/json"),
+        ("application/json; charset=utf-8", "application/json"),
+        ("text/plain", "text/plain"),
+        ("text/plain; charset=UTF-8", "text/plain"),
+    ],
+)
+def test_parse_content_types_it_knows(value, ctype):
+    p = parse(req(b"x", f"Content-Type: {value}"), MAX)
+    assert isinstance(p, Parsed) and p.ctype == ctype and p.authorization is None
+
+
+def test_parse_connection_close_and_keep_alive():
+    close = parse(req(b"x", "Content-Type: text/plain", "Connection: Close"), MAX)
+    keep = parse(req(b"x", "Content-Type: text/plain", "Connection: keep-alive"), MAX)
+    assert isinstance(close, Parsed) and close.close
+    assert isinstance(keep, Parsed) and not keep.close
+
+
+def test_parse_waits_for_the_rest():
+    raw = req(b'{"token":"abcdef"}')
+    for cut in (1, 10, 26, 40, len(raw) - 5, len(raw) - 1):
+        assert parse(raw[:cut], MAX) is None, cut
+    assert isinstance(parse(raw, MAX), Parsed)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        req(line="POST /v1/verify HTTP/1.0"),
+        req(line="POST /v1/verify?x=1 HTTP/1.1"),
+        req(line="POST /v1/verify/batch HTTP/1.1"),
+        req(line="GET /v1/verify HTTP/1.1"),
+        req(line="post /v1/verify HTTP/1.1"),
+        b"GET /healthz HTTP/1.1\r\n",  # decided before the head is complete
+        b"PUT",
+        req(b"5\r\nabcde\r\n0\r\n\r\n", "Content-Type: text/plain", "Transfer-Encoding: chunked"),
+        req(b"x", "Content-Type: text/plain", "Content-Length: 1", "Transfer-Encoding: chunked"),
+        req(b"x", "Content-Type: text/plain", "Expect: 100-continue"),
+        req(b"x", "Content-Type: text/plain", "Upgrade: websocket", "Connection: Upgrade"),
+        req(b"x", "Content-Type: text/plain", "Connection: upgrade"),
+        req(b"x", "Content-Type: text/plain", "Content-Length: 1", "Content-Length: 1"),
+        req(b"x", "Content-Type: text/plain", "Authorization: a", "authorization: b"),
+        req(b"x", "Content-Type: text/plain", "Content-Type: text/plain"),
+        req(b"x", "Content-Type: text/plain", "Content-Length: +1"),
+        req(b"x", "Content-Type: text/plain", "Content-Length: 1, 1"),
+        req(b"x", "Content-Type: text/plain", "Content-Length: -1"),
+        req(b"x" * (MAX + 1), "Content-Type: text/plain"),
+        req(b"x", "Content-Type: application/octet-stream"),
+        req(b"x", "Content-Type: application/json; charset=latin-1"),
+        req(b"x", "Authorization: Bearer x"),  # no Content-Type at all
+        req(b"x", "Content-Type: text/plain", "X-Folded: a", " b"),  # obs-fold
+        req(b"x", "Content-Type: text/plain", "Bad Name: x"),
+        req(b"x", "Content-Type : text/plain"),
+        req(b"x", "Content-Type: text/plain", "X-Nul: a\x00b"),
+        req(b"x", "Content-Type: text/plain", "X-Utf8: caf\u00e9"),
+        req(b"x", "Content-Type: text/plain", "NoColon"),
+        req(b"x", "Content-Type: text/plain", "No-Host"),
+        req(b"x", "Content-Type: text/plain", "Host: a", "Host: b"),
+        b"POST /v1/verify HTTP/1.1\r\nHost: v\r\nContent-Type: text/plain\nContent-Length: 1\n\nx",
+        b"POST /v1/verify HTTP/1.1\r\nX-Long: " + b"a" * 9000,
+    ],
+)
+def test_parse_leaves_everything_else_to_aiohttp(raw):
+    assert parse(raw, MAX) is HANDOFF
+
+
+def test_render_status_line_headers_and_body():
+    out = render(Answer(401, b"{}", {"WWW-Authenticate": 'Bearer realm="v"'}), True, 0.0)
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 401 Unauthorized"
+    assert set(lines[1:]) == {
+        "Content-Type: application/json",
+        "Content-Length: 2",
+        "Date: Thu, 01 Jan 1970 00:00:00 GMT",
+        'WWW-Authenticate: Bearer realm="v"',
+        "Connection: close",
+    }
+    assert body == b"{}"
+
+
+# -- against the running service ------------------------------------------------------------------
+
+
+async def read_response(reader: asyncio.StreamReader) -> dict[str, Any]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    body = b""
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    return {"status": int(lines[0].split()[1]), "headers": headers, "body": body}
+
+
+async def exchange(
+    port: int, raw: bytes, responses: int = 1, half_close: bool = False
+) -> list[dict[str, Any]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    if half_close:
+        writer.transport.get_extra_info("socket").shutdown(socket.SHUT_WR)
+    out = [await asyncio.wait_for(read_response(reader), 5) for _ in range(responses)]
+    writer.close()
+    return out
+
+
+def comparable(resp: dict[str, Any]) -> tuple[int, Any]:
+    """Status and body with the per-request parts (timing) removed."""
+    body = orjson.loads(resp["body"]) if resp["body"] else None
+    return resp["status"], body
+
+
+def fast(resp: dict[str, Any]) -> bool:
+    return "server" not in resp["headers"]
+
+
+def scenarios(world: World) -> list[tuple[str, Any]]:
+    """(name, request builder(credential) → bytes) pairs; tokens are minted per call."""
+
+    def ok(c: str) -> bytes:
+        return req(
+            orjson.dumps({"token": world.token("alice")}),
+            "Content-Type: application/json",
+            f"Authorization: Bearer {c}",
+        )
+
+    return [
+        ("valid json", ok),
+        (
+            "valid text",
+            lambda c: req(
+                world.token("bob").encode(),
+                "Content-Type: text/plain",
+                f"Authorization: Bearer {c}",
+            ),
+        ),
+        ("no credential", lambda c: req(b'{"token":"x"}', "Content-Type: application/json")),
+        (
+            "bad credential",
+            lambda c: req(
+                b'{"token":"x"}',
+                "Content-Type: application/json",
+                "Authorization: Bearer s-000000000000." + "A" * 43,
+            ),
+        ),
+        (
+            "media type",
+            lambda c: req(b"x", "Content-Type: application/xml", f"Authorization: Bearer {c}"),
+        ),
+        (
+            "not json",
+            lambda c: req(b"{", "Content-Type: application/json", f"Authorization: Bearer {c}"),
+        ),
+        (
+            "unknown field",
+            lambda c: req(
+                b'{"token":"x","y":1}',
+                "Content-Type: application/json",
+                f"Authorization: Bearer {c}",
+            ),
+        ),
+        (
+            "bad request id",
+            lambda c: req(
+                b'{"token":"x"}',
+                "Content-Type: application/json",
+                f"Authorization: Bearer {c}",
+                "Idempotency-Key: a b",
+            ),
+        ),
+        (
+            "forged token",
+            lambda c: req(
+                b'{"token":"v4.public.AAAA"}',
+                "Content-Type: application/json",
+                f"Authorization: Bearer {c}",
+            ),
+        ),
+        (
+            "too large",
+            lambda c: req(
+                b"x" * (MAX + 10), "Content-Type: text/plain", f"Authorization: Bearer {c}"
+            ),
+        ),
+        (
+            "chunked",
+            lambda c: (
+                (
+                    "POST /v1/verify HTTP/1.1\r\nHost: v\r\nContent-Type: text/plain\r\n"
+                    "Transfer-Encoding: chunked\r\n"
+                    f"Authorization: Bearer {c}\r\n\r\n"
+                ).encode()
+                + b"%x\r\n%s\r\n0\r\n\r\n" % (len(t := world.token("bob").encode()), t)
+            ),
+        ),
+        ("healthz", lambda c: b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("wrong method", lambda c: b"GET /v1/verify HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("no such route", lambda c: b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ]
+
+
+def strip_timing(resp: dict[str, Any]) -> tuple[int, Any]:
+    status, body = comparable(resp)
+    if isinstance(body, dict) and "card" in body:
+        body["card"].pop("expires_at", None)  # minted a moment apart
+    return status, body
+
+
+def test_fast_path_and_aiohttp_answer_alike(tmp_path, redis_url):
+    world = World(tmp_path)
+    answers: dict[bool, dict[str, tuple[tuple[int, Any], bool, dict[str, str]]]] = {}
+
+    async def collect(fast_path: bool) -> None:
+        async with running(world, redis_url, fast_path=fast_path) as svc:
+            port = int(svc.url.rsplit(":", 1)[1])
+            cred = world.credentials[HOSPITAL]
+            got = {}
+            for name, build in scenarios(world):
+                [resp] = await exchange(port, build(cred))
+                got[name] = (strip_timing(resp), fast(resp), resp["headers"])
+            answers[fast_path] = got
+
+    asyncio.run(collect(True))
+    asyncio.run(collect(False))
+    for name, _ in scenarios(world):
+        assert answers[True][name][0] == answers[False][name][0], name
+        assert answers[False][name][1] is False, name  # aiohttp answered everything
+    took = {name for name, (_, was_fast, _) in answers[True].items() if was_fast}
+    assert took == {
+        "valid json",
+        "valid text",
+        "no credential",
+        "bad credential",
+        "not json",
+        "unknown field",
+        "bad request id",
+        "forged token",
+    }
+    assert answers[True]["valid json"][0][1]["reason"] == "ok"
+    h = answers[True]["no credential"][2]
+    assert h["www-authenticate"] == 'Bearer realm="verifier"' and "date" in h
+    assert "verify;dur=" in answers[True]["valid json"][2]["server-timing"]
+
+
+def test_pipelined_requests_are_answered_in_order_across_the_handoff(tmp_path, redis_url):
+    world = World(tmp_path)
+
+    async def scenario() -> None:
+        async with running(world, redis_url) as svc:
+            port = int(svc.url.rsplit(":", 1)[1])
+            cred = world.credentials[HOSPITAL]
+
+            def verify(sub: str) -> bytes:
+                return req(
+                    orjson.dumps({"token": world.token(sub)}),
+                    "Content-Type: application/json",
+                    f"Authorization: Bearer {cred}",
+                )
+
+            raw = (
+                verify("alice")
+                + verify("carol")
+                + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                + verify("bob")
+            )
+            out = await exchange(port, raw, responses=4)
+            reasons = [
+                orjson.loads(r["body"]).get("reason", orjson.loads(r["body"]).get("status"))
+                for r in out
+            ]
+            assert reasons == ["ok", "coverage_suspended", "ok", "ok"]
+            assert [fast(r) for r in out] == [True, True, False, False]  # aiohttp's from then on
+
+    asyncio.run(scenario())
+
+
+def test_byte_at_a_time_and_half_close_and_connection_close(tmp_path, redis_url):
+    world = World(tmp_path)
+
+    async def scenario() -> None:
+        async with running(world, redis_url) as svc:
+            port = int(svc.url.rsplit(":", 1)[1])
+            cred = world.credentials[HOSPITAL]
+            raw = req(
+                orjson.dumps({"token": world.token("alice")}),
+                "Content-Type: application/json",
+                f"Authorization: Bearer {cred}",
+            )
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for i in range(len(raw)):
+                writer.write(raw[i : i + 1])
+                await writer.drain()
+            resp = await asyncio.wait_for(read_response(reader), 5)
+            assert fast(resp) and orjson.loads(resp["body"])["reason"] == "ok"
+            writer.close()
+            # The client stops sending after its request: the answer still comes.
+            raw = req(
+                orjson.dumps({"token": world.token("bob")}),
+                "Content-Type: application/json",
+                f"Authorization: Bearer {cred}",
+            )
+            [resp] = await exchange(port, raw, half_close=True)
+            assert orjson.loads(resp["body"])["reason"] == "ok"
+            # Connection: close is honoured: the answer, then end of stream.
+            raw = req(
+                orjson.dumps({"token": world.token("alice")}),
+                "Content-Type: application/json",
+                f"Authorization: Bearer {cred}",
+                "Connection: close",
+            )
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            resp = await asyncio.wait_for(read_response(reader), 5)
+            assert resp["headers"]["connection"] == "close"
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+
+    asyncio.run(scenario())
+
+
+def test_store_down_is_503_on_the_fast_path_too(tmp_path, redis_server, redis_url):
+    """Fail closed: with Redis paused, a valid token is refused with 503, never accepted."""
+    world = World(tmp_path)
+
+    async def scenario() -> None:
+        async with running(world, redis_url, store_deadline_ms=100) as svc:
+            port = int(svc.url.rsplit(":", 1)[1])
+            cred = world.credentials[HOSPITAL]
+            raw = req(
+                orjson.dumps({"token": world.token("alice")}),
+                "Content-Type: application/json",
+                f"Authorization: Bearer {cred}",
+            )
+            redis_server.pause()
+            try:
+                [resp] = await exchange(port, raw)
+            finally:
+                redis_server.resume()
+            assert fast(resp) and resp["status"] == 503
+            assert resp["headers"]["retry-after"] == "1"
+            assert orjson.loads(resp["body"])["error"] == "store_unavailable"
+
+    asyncio.run(scenario())
+
+
+def test_uvloop_transport_and_shutdown_with_a_request_in_flight(tmp_path, redis_server, redis_url):
+    """Production runs on uvloop: the fast path works on its transports, and a stop lets the
+    request in flight finish before the connection closes."""
+    import uvloop
+
+    world = World(tmp_path)
+
+    async def scenario() -> None:
+        async with running(world, redis_url, store_deadline_ms=2000) as svc:
+            port = int(svc.url.rsplit(":", 1)[1])
+            cred = world.credentials[HOSPITAL]
+            raw = req(
+                orjson.dumps({"token": world.token("alice")}),
+                "Content-Type: application/json",
+                f"Authorization: Bearer {cred}",
+            )
+            [resp] = await exchange(port, raw)
+            assert fast(resp) and orjson.loads(resp["body"])["reason"] == "ok"
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            redis_server.pause()
+            try:
+                writer.write(
+                    req(
+                        orjson.dumps({"token": world.token("bob")}),
+                        "Content-Type: application/json",
+                        f"Authorization: Bearer {cred}",
+                    )
+                )
+                await asyncio.sleep(0.2)  # the claim is now waiting for Redis
+                site_stop = asyncio.ensure_future(svc.site.cleanup())
+                await asyncio.sleep(0.2)
+            finally:
+                redis_server.resume()
+            resp = await asyncio.wait_for(read_response(reader), 5)
+            await site_stop
+            assert orjson.loads(resp["body"])["reason"] == "ok"
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+
+    uvloop.run(scenario())
