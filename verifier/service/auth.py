@@ -62,12 +62,19 @@ class ScannerCache:
         # hot path; expires with the record cache, so a revocation is seen just as soon.
         self._accepted: dict[str, tuple[float, Scanner, Institution | None]] = {}
 
-    async def authenticate(self, header: str | None) -> tuple[Scanner, Institution | None]:
-        """Raise AuthError, or StoreUnavailable when records cannot be read."""
+    def cached(self, header: str | None) -> tuple[Scanner, Institution | None] | None:
+        """A header accepted less than ``ttl`` ago, without awaiting anything; else None."""
         if header is not None:
             hit = self._accepted.get(header)
             if hit is not None and self._clock() - hit[0] < self._ttl:
                 return hit[1], hit[2]
+        return None
+
+    async def authenticate(self, header: str | None) -> tuple[Scanner, Institution | None]:
+        """Raise AuthError, or StoreUnavailable when records cannot be read."""
+        hit = self.cached(header)
+        if hit is not None:
+            return hit
         parsed = parse_bearer(header)
         if parsed is None:
             raise AuthError(401, "unauthorized", "missing or malformed bearer credential")

@@ -38,7 +38,6 @@ _PAUSE_AT = 65536  # unread bytes held while a request is in flight
 _TCHAR = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
 # The whole head: field lines "name: value" with visible ASCII, spaces and tabs only.
 _HEAD = re.compile(rb"(?:" + _TCHAR + rb"+:[\t\x20-\x7e]*\r\n)*")
-_FIELD = re.compile(rb"(" + _TCHAR + rb"+):[\t ]*([\t\x20-\x7e]*?)[\t ]*\r\n")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _USED = frozenset(
     (
@@ -50,7 +49,7 @@ _USED = frozenset(
         b"connection",
     )
 )
-_ELSEWHERE = (b"transfer-encoding", b"expect", b"upgrade")
+_ELSEWHERE = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
 _CTYPES = {
     b"application/json": "application/json",
     b"application/json; charset=utf-8": "application/json",
@@ -58,7 +57,6 @@ _CTYPES = {
     b"text/plain; charset=utf-8": "text/plain",
 }
 _KEEP = {None: False, b"keep-alive": False, b"close": True}
-_DIGITS = re.compile(rb"[0-9]{1,6}")
 _INTERNAL = Answer(500, b'{"error":"internal_error","message":"internal error; see the log"}')
 
 
@@ -103,18 +101,16 @@ def parse(buf: bytes, max_body: int) -> Parsed | Handoff | None:
     if _HEAD.fullmatch(head) is None:
         return HANDOFF
     fields: dict[bytes, bytes] = {}
-    for name, value in _FIELD.findall(head):
+    for line in head[:-2].split(b"\r\n"):  # each line is "name:value" (checked above)
+        name, _, value = line.partition(b":")
         key = name.lower()
         if key in fields and key in _USED:
             return HANDOFF  # a repeated header we act on: let aiohttp's rules decide
-        fields[key] = value
-    if b"host" not in fields:
-        return HANDOFF  # HTTP/1.1 requires it; aiohttp answers 400
-    for key in _ELSEWHERE:
-        if key in fields:
-            return HANDOFF
-    length = fields.get(b"content-length")
-    if length is None or _DIGITS.fullmatch(length) is None or int(length) > max_body:
+        fields[key] = value.strip(b" \t")
+    if b"host" not in fields or not _ELSEWHERE.isdisjoint(fields):
+        return HANDOFF  # no Host (aiohttp answers 400), or chunked, Expect, Upgrade
+    length = fields.get(b"content-length", b"")
+    if not (length.isdigit() and len(length) <= 6) or int(length) > max_body:
         return HANDOFF
     ctype = _CTYPES.get(fields.get(b"content-type", b"").lower())
     connection = fields.get(b"connection")
@@ -136,28 +132,34 @@ def parse(buf: bytes, max_body: int) -> Parsed | Handoff | None:
     )
 
 
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-_date_cache: list[Any] = [-1, ""]
+_STATUS_LINES = {
+    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\nContent-Type: application/json\r\n".encode()
+    for s in HTTPStatus
+}
+_date_cache: list[Any] = [-1, b""]
 
 
-def _http_date(now: float) -> str:
+def _http_date(now: float) -> bytes:
     second = int(now)
     if _date_cache[0] != second:
-        _date_cache[0], _date_cache[1] = second, formatdate(second, usegmt=True)
-    return str(_date_cache[1])
+        _date_cache[0], _date_cache[1] = second, formatdate(second, usegmt=True).encode()
+    return bytes(_date_cache[1])
 
 
 def render(answer: Answer, close: bool, now: float) -> bytes:
     """Status line, headers and body of one response."""
-    extra = "".join(f"{k}: {v}\r\n" for k, v in answer.headers.items()) if answer.headers else ""
-    if close:
-        extra += "Connection: close\r\n"
-    head = (
-        f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(answer.body)}\r\n"
-        f"Date: {_http_date(now)}\r\n{extra}\r\n"
+    extra = b""
+    if answer.headers:
+        for name, value in answer.headers.items():
+            extra += b"%s: %s\r\n" % (name.encode(), value.encode())
+    return b"%sContent-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
+        _STATUS_LINES[answer.status],
+        len(answer.body),
+        _http_date(now),
+        extra,
+        b"Connection: close\r\n" if close else b"",
+        answer.body,
     )
-    return head.encode() + answer.body
 
 
 class Front:
@@ -288,7 +290,10 @@ class FastConnection(asyncio.Protocol):
     async def _answer(self, req: Parsed, started: float) -> None:
         h = self.front.handlers
         try:
-            admitted = await h.admit(req.authorization, req.ctype)
+            # A scanner seen moments ago needs no await (the fast path only takes JSON or text).
+            admitted = h.rt.scanners.cached(req.authorization) or await h.admit(
+                req.authorization, req.ctype
+            )
             if isinstance(admitted, Answer):
                 answer = admitted
             else:
