@@ -22,18 +22,18 @@ NS = 1_000_000_000
 class Conn(Protocol):
     """What the dispatcher needs from a connection (``bench.connection.Connection``).
 
-    ``index`` is the corpus-local index of the request in flight (-1 when idle); ``write``
-    returns how many bytes went out (``write_rest`` takes the remainder); ``drop`` closes
-    the connection, after which ``alive`` is false.
+    ``index`` is the corpus-local index of the request in flight (-1 when idle); ``send``
+    writes a request (what the socket does not take at once goes out later; a failed
+    write drops the connection); ``drop`` closes the connection, after which ``alive`` is
+    false.
     """
 
     index: int
     intended: int
     sent: int
     alive: bool
-    write: Callable[[bytes], int]
 
-    def write_rest(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> None: ...
 
     def drop(self, reason: str) -> None: ...
 

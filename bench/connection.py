@@ -2,9 +2,10 @@
 
 No sockets here: the engine (``bench.engine``) gives each :class:`Connection` its
 descriptor number, a ``write`` function (``os.write`` bound to the descriptor: a C call,
-no Python frame) and two hooks, for a request the socket could not take at once and for
-dropping the connection. :meth:`Connection.received` does, per response: join partial
-reads, recognise the verdict (same bytes as the previous response, or a small cache, else
+no Python frame; :meth:`Connection.send` wraps it) and two hooks, for a request the
+socket could not take at once and for dropping the connection.
+:meth:`Connection.received` does, per response: join partial reads, recognise the verdict
+(same bytes as the previous response, or a small cache, else
 :func:`bench.http1.parse_response`), free the connection and send the next request
 *before* book-keeping, then record latency, service time and the oracle's verdict.
 """
@@ -102,11 +103,20 @@ class Connection:
         cache[data] = verdict
         return verdict
 
-    def write_rest(self, data: bytes) -> None:
-        """The socket took only part of a request: send *data* when it is writable."""
-        self.out = data
-        if self._on_rest is not None:
-            self._on_rest(self)
+    def send(self, data: bytes) -> None:
+        """Write one request; what the socket does not take at once goes out when it can.
+
+        A failed write drops the connection (which fails the request in flight).
+        """
+        try:
+            written = self.write(data)
+        except OSError as err:
+            self.drop(f"write failed: {err}")
+            return
+        if written != len(data):  # rare: a body larger than the socket's send buffer
+            self.out = data[written:]
+            if self._on_rest is not None:
+                self._on_rest(self)
 
     def drop(self, reason: str) -> None:
         """Close this connection (the engine replaces it while the run is sending)."""

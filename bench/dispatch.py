@@ -2,8 +2,8 @@
 
 A :class:`Dispatcher` owns the schedule (pacer offsets against the clock), the FIFO of due
 requests waiting for a connection, and the free connections of one process. It reaches a
-connection only through ``conn.write(bytes) -> int``, ``conn.write_rest``, ``conn.drop``
-and the ``conn.index/intended/sent`` fields, so tests can drive it with fake connections;
+connection only through ``conn.send(bytes)``, ``conn.drop`` and the
+``conn.index/intended/sent`` fields, so tests can drive it with fake connections;
 ``bench.engine`` supplies the real ones and runs the loop: ``timeout = tick()``, wait for
 sockets at most that long, hand each response to its connection, ``refill()``. What was
 measured is kept by the :class:`~bench.bookkeeping.Bookkeeping` half of the class.
@@ -154,14 +154,7 @@ class Dispatcher(Bookkeeping):
         if intended >= self.measure_start:
             self.sent += 1
             self.lag.record(now - intended)
-        data = self.requests[index]
-        try:
-            written = conn.write(data)
-        except OSError as err:
-            conn.drop(f"write failed: {err}")
-            return
-        if written != len(data):  # rare: a body larger than the socket's send buffer
-            conn.write_rest(data[written:])
+        conn.send(self.requests[index])
 
     def refill(self) -> None:
         """Closed loop: send on every connection freed during this loop iteration.
@@ -171,29 +164,22 @@ class Dispatcher(Bookkeeping):
         """
         now = clock()
         refills, self.refills = self.refills, []
-        requests, count, sending = self.requests, self.count, self.sending
+        requests, sending = self.requests, self.sending
+        stop = self.count if sending else 0  # no record at or past this index goes out
         index = first = self.next_index
         for conn in refills:  # send_next() inlined: this loop is the closed-loop hot path
-            if not conn.alive:  # dropped since it was freed
-                continue
-            if index >= count or not sending:
-                self.free.append(conn)
+            if index >= stop or not conn.alive:  # corpus used up, or dropped since freed
+                if conn.alive:
+                    self.free.append(conn)
                 continue
             conn.index, conn.intended, conn.sent = index, now, now
-            data = requests[index]
+            conn.send(requests[index])  # a failed write fails it: inflight is settled below
             index += 1
-            try:
-                written = conn.write(data)
-            except OSError as err:
-                conn.drop(f"write failed: {err}")  # fails it: inflight is settled below
-                continue
-            if written != len(data):
-                conn.write_rest(data[written:])
         self.next_index = index
         self.inflight += index - first
         if now >= self.measure_start:
             self.sent += index - first
-        if sending and index >= count:
+        if sending and index >= stop:
             self.stop_sending(max(now, self.measure_start), exhausted=True)
 
     def send_next(self, conn: Conn, now: int) -> None:
@@ -209,14 +195,7 @@ class Dispatcher(Bookkeeping):
         self.inflight += 1
         if now >= self.measure_start:
             self.sent += 1
-        data = self.requests[index]
-        try:
-            written = conn.write(data)
-        except OSError as err:
-            conn.drop(f"write failed: {err}")
-            return
-        if written != len(data):  # rare: a body larger than the socket's send buffer
-            conn.write_rest(data[written:])
+        conn.send(self.requests[index])
 
     def stop_sending(self, at_ns: int, exhausted: bool = False) -> None:
         """Release no new requests from now on; the queue still drains until the deadline.
