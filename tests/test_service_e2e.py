@@ -256,3 +256,36 @@ def test_trust_list_reload_and_expiry(tmp_path, store_url):
             assert r.status == 503
 
     run(world, store_url, scenario)
+
+
+def test_answers_follow_the_holder_record_and_never_leak_into_each_other(tmp_path, store_url):
+    """The coverage views are computed once per holder record and shared: a changed record
+    gives new views, and one answer's request_id or settlement never shows up in another."""
+    world = World(tmp_path)
+
+    async def scenario(svc: Service) -> None:
+        store = svc.runtime.store
+        _, first = await svc.verify(world.token("alice"))
+        assert first["coverage"]["account_balance"] == "1200.00"
+        body = {
+            "token": world.token("alice"),
+            "request_id": "r-9",
+            "service": "inpatient",
+            "amount": "100.00",
+        }
+        _, settled = await svc.verify(json=body)
+        assert settled["request_id"] == "r-9" and settled["settlement"]["fund"] == "90.00"
+        _, plain = await svc.verify(world.token("alice"))
+        assert "request_id" not in plain and "settlement" not in plain
+        assert plain["coverage"] == first["coverage"] and plain["holder"] == first["holder"]
+        alice = await store.get_holder("alice")
+        await store.put_holder(alice._replace(balance_fen=5, status="suspended"))
+        _, changed = await svc.verify(world.token("alice"))
+        assert changed["reason"] == "coverage_suspended"
+        assert changed["coverage"]["account_balance"] == "0.05"
+        assert changed["coverage"]["status"] == "suspended"
+        await store.put_holder(alice)
+        _, back = await svc.verify(world.token("alice"))
+        assert back["reason"] == "ok" and back["coverage"] == first["coverage"]
+
+    run(world, store_url, scenario)

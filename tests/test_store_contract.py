@@ -131,6 +131,20 @@ def test_retry_returns_the_holder_as_of_the_first_claim(harness: Harness) -> Non
     harness.run(body)
 
 
+def test_each_claim_reads_the_record_as_it_is_now(harness: Harness) -> None:
+    """Changed and changed back: every claim sees the current record (a decode cache keyed by
+    the record's bytes must never serve an older one)."""
+
+    async def body(store: Store) -> None:
+        versions = [ALICE, ALICE._replace(status="suspended"), ALICE, ALICE._replace(balance_fen=1)]
+        for i, version in enumerate(versions):
+            await store.put_holder(version)
+            claim = await store.claim(ALICE.sub, f"n{i}", "scanner-a", None, TTL_MS)
+            assert (claim.outcome, claim.holder) == (NEW, version)
+
+    harness.run(body)
+
+
 def test_unknown_holder_still_consumes_the_nonce(harness: Harness) -> None:
     async def body(store: Store) -> None:
         first = await store.claim("h-nobody", "n1", "scanner-a", "req-1", TTL_MS)
