@@ -450,3 +450,36 @@ def test_uvloop_transport_and_shutdown_with_a_request_in_flight(tmp_path, redis_
             assert await asyncio.wait_for(reader.read(), 5) == b""
 
     uvloop.run(scenario())
+
+
+def test_idle_connections_are_closed_busy_ones_are_not(tmp_path, redis_url):
+    """Like aiohttp's keep-alive timeout: a connection that sends nothing (or half a request)
+    for keepalive_timeout is closed; one that keeps asking is not."""
+    world = World(tmp_path)
+
+    async def scenario() -> None:
+        async with running(world, redis_url) as svc:
+            svc.site.front.keepalive_timeout, svc.site.front.sweep_period = 0.3, 0.05
+            port = int(svc.url.rsplit(":", 1)[1])
+            cred = world.credentials[HOSPITAL]
+            idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+            half_r, half_w = await asyncio.open_connection("127.0.0.1", port)
+            half_w.write(b"POST /v1/verify HTTP/1.1\r\nHost: v\r\n")
+            busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(8):  # 0.8 s of requests, one every 0.1 s
+                busy_w.write(
+                    req(
+                        orjson.dumps({"token": world.token("alice")}),
+                        "Content-Type: application/json",
+                        f"Authorization: Bearer {cred}",
+                    )
+                )
+                resp = await asyncio.wait_for(read_response(busy_r), 5)
+                assert orjson.loads(resp["body"])["reason"] == "ok"
+                await asyncio.sleep(0.1)
+            assert await asyncio.wait_for(idle_r.read(), 5) == b""
+            assert await asyncio.wait_for(half_r.read(), 5) == b""
+            for w in (idle_w, half_w, busy_w):
+                w.close()
+
+    asyncio.run(scenario())

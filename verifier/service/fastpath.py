@@ -171,11 +171,13 @@ class Front:
         aiohttp_protocol: Callable[[], asyncio.Protocol],
         max_body: int,
         keepalive_timeout: float = 75.0,
+        sweep_period: float = 5.0,
     ) -> None:
         self.handlers = handlers
         self.aiohttp_protocol = aiohttp_protocol
         self.max_body = max_body
-        self.keepalive_timeout = keepalive_timeout
+        self.keepalive_timeout = keepalive_timeout  # aiohttp's default too
+        self.sweep_period = sweep_period
         self.connections: set[FastConnection] = set()
         self.tick = 0  # advanced by the sweeper; connections note it on activity
         self.closing = False
@@ -186,12 +188,12 @@ class Front:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
         return FastConnection(self)
 
-    async def _sweep(self, period: float = 5.0) -> None:
+    async def _sweep(self) -> None:
         """Close connections that sat idle (nothing in flight) for keepalive_timeout."""
-        idle_ticks = max(1, round(self.keepalive_timeout / period))
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self.sweep_period)
             self.tick += 1
+            idle_ticks = max(1, round(self.keepalive_timeout / self.sweep_period))
             for conn in list(self.connections):
                 if not conn.busy and self.tick - conn.tick > idle_ticks:
                     conn.close()
@@ -212,7 +214,7 @@ class Front:
 
 
 class FastConnection(asyncio.Protocol):
-    __slots__ = ("front", "transport", "buf", "busy", "eof", "reading", "writable", "tick")
+    __slots__ = ("front", "transport", "buf", "busy", "eof", "reading", "writable", "tick", "task")
 
     def __init__(self, front: Front) -> None:
         self.front = front
@@ -223,6 +225,7 @@ class FastConnection(asyncio.Protocol):
         self.reading = True
         self.writable = True
         self.tick = front.tick
+        self.task: asyncio.Task[None] | None = None  # the answer in progress (a strong ref)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -285,7 +288,9 @@ class FastConnection(asyncio.Protocol):
             return
         self.buf = self.buf[parsed.end :]
         self.busy = True
-        asyncio.get_running_loop().create_task(self._answer(parsed, time.perf_counter()))
+        self.task = asyncio.get_running_loop().create_task(
+            self._answer(parsed, time.perf_counter())
+        )
 
     async def _answer(self, req: Parsed, started: float) -> None:
         h = self.front.handlers
