@@ -146,15 +146,19 @@ class _Server:
         if fd in self.out:  # still sending earlier responses: keep the order
             self.out[fd] += data
             return
+        written = self._write(fd, data)
+        if written is not None and written != len(data):
+            self._queue(fd, data[written:])
+
+    def _write(self, fd: int, data: bytes) -> int | None:
+        """Bytes the socket took (0 if it is full); None if the connection failed (closed)."""
         try:
-            written = os.write(fd, data)
+            return os.write(fd, data)
         except BlockingIOError:
-            written = 0
+            return 0
         except OSError:
             self._close(fd)
-            return
-        if written != len(data):
-            self._queue(fd, data[written:])
+            return None
 
     def _queue(self, fd: int, data: bytes) -> None:
         self.out[fd] = data
@@ -164,12 +168,8 @@ class _Server:
         """Writable (queued responses) or error: handle it; True if readable too."""
         if mask & select.EPOLLOUT and fd in self.out:
             data = self.out.pop(fd)
-            try:
-                written = os.write(fd, data)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                self._close(fd)
+            written = self._write(fd, data)
+            if written is None:
                 return False
             if written != len(data):
                 self.out[fd] = data[written:]

@@ -172,6 +172,20 @@ async def exchange(
     return out
 
 
+def port_of(svc: Any) -> int:
+    return int(svc.url.rsplit(":", 1)[1])
+
+
+def verify_req(world: World, sub: str, *headers: str) -> bytes:
+    """A plain JSON verify of a fresh token for ``sub``, from the hospital's scanner."""
+    return req(
+        orjson.dumps({"token": world.token(sub)}),
+        "Content-Type: application/json",
+        f"Authorization: Bearer {world.credentials[HOSPITAL]}",
+        *headers,
+    )
+
+
 def comparable(resp: dict[str, Any]) -> tuple[int, Any]:
     """Status and body with the per-request parts (timing) removed."""
     body = orjson.loads(resp["body"]) if resp["body"] else None
@@ -280,11 +294,10 @@ def test_fast_path_and_aiohttp_answer_alike(tmp_path, redis_url):
 
     async def collect(fast_path: bool) -> None:
         async with running(world, redis_url, fast_path=fast_path) as svc:
-            port = int(svc.url.rsplit(":", 1)[1])
-            cred = world.credentials[HOSPITAL]
+            port = port_of(svc)
             got = {}
             for name, build in scenarios(world):
-                [resp] = await exchange(port, build(cred))
+                [resp] = await exchange(port, build(world.credentials[HOSPITAL]))
                 got[name] = (strip_timing(resp), fast(resp), resp["headers"])
             answers[fast_path] = got
 
@@ -315,21 +328,13 @@ def test_pipelined_requests_are_answered_in_order_across_the_handoff(tmp_path, r
 
     async def scenario() -> None:
         async with running(world, redis_url) as svc:
-            port = int(svc.url.rsplit(":", 1)[1])
-            cred = world.credentials[HOSPITAL]
-
-            def verify(sub: str) -> bytes:
-                return req(
-                    orjson.dumps({"token": world.token(sub)}),
-                    "Content-Type: application/json",
-                    f"Authorization: Bearer {cred}",
-                )
+            port = port_of(svc)
 
             raw = (
-                verify("alice")
-                + verify("carol")
+                verify_req(world, "alice")
+                + verify_req(world, "carol")
                 + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                + verify("bob")
+                + verify_req(world, "bob")
             )
             out = await exchange(port, raw, responses=4)
             reasons = [
@@ -347,13 +352,8 @@ def test_byte_at_a_time_and_half_close_and_connection_close(tmp_path, redis_url)
 
     async def scenario() -> None:
         async with running(world, redis_url) as svc:
-            port = int(svc.url.rsplit(":", 1)[1])
-            cred = world.credentials[HOSPITAL]
-            raw = req(
-                orjson.dumps({"token": world.token("alice")}),
-                "Content-Type: application/json",
-                f"Authorization: Bearer {cred}",
-            )
+            port = port_of(svc)
+            raw = verify_req(world, "alice")
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             for i in range(len(raw)):
                 writer.write(raw[i : i + 1])
@@ -362,20 +362,11 @@ def test_byte_at_a_time_and_half_close_and_connection_close(tmp_path, redis_url)
             assert fast(resp) and orjson.loads(resp["body"])["reason"] == "ok"
             writer.close()
             # The client stops sending after its request: the answer still comes.
-            raw = req(
-                orjson.dumps({"token": world.token("bob")}),
-                "Content-Type: application/json",
-                f"Authorization: Bearer {cred}",
-            )
+            raw = verify_req(world, "bob")
             [resp] = await exchange(port, raw, half_close=True)
             assert orjson.loads(resp["body"])["reason"] == "ok"
             # Connection: close is honoured: the answer, then end of stream.
-            raw = req(
-                orjson.dumps({"token": world.token("alice")}),
-                "Content-Type: application/json",
-                f"Authorization: Bearer {cred}",
-                "Connection: close",
-            )
+            raw = verify_req(world, "alice", "Connection: close")
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(raw)
             resp = await asyncio.wait_for(read_response(reader), 5)
@@ -392,13 +383,8 @@ def test_store_down_is_503_on_the_fast_path_too(tmp_path, redis_server, redis_ur
 
     async def scenario() -> None:
         async with running(world, redis_url, store_deadline_ms=100) as svc:
-            port = int(svc.url.rsplit(":", 1)[1])
-            cred = world.credentials[HOSPITAL]
-            raw = req(
-                orjson.dumps({"token": world.token("alice")}),
-                "Content-Type: application/json",
-                f"Authorization: Bearer {cred}",
-            )
+            port = port_of(svc)
+            raw = verify_req(world, "alice")
             redis_server.pause()
             try:
                 [resp] = await exchange(port, raw)
@@ -420,25 +406,14 @@ def test_uvloop_transport_and_shutdown_with_a_request_in_flight(tmp_path, redis_
 
     async def scenario() -> None:
         async with running(world, redis_url, store_deadline_ms=2000) as svc:
-            port = int(svc.url.rsplit(":", 1)[1])
-            cred = world.credentials[HOSPITAL]
-            raw = req(
-                orjson.dumps({"token": world.token("alice")}),
-                "Content-Type: application/json",
-                f"Authorization: Bearer {cred}",
-            )
+            port = port_of(svc)
+            raw = verify_req(world, "alice")
             [resp] = await exchange(port, raw)
             assert fast(resp) and orjson.loads(resp["body"])["reason"] == "ok"
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             redis_server.pause()
             try:
-                writer.write(
-                    req(
-                        orjson.dumps({"token": world.token("bob")}),
-                        "Content-Type: application/json",
-                        f"Authorization: Bearer {cred}",
-                    )
-                )
+                writer.write(verify_req(world, "bob"))
                 await asyncio.sleep(0.2)  # the claim is now waiting for Redis
                 site_stop = asyncio.ensure_future(svc.site.cleanup())
                 await asyncio.sleep(0.2)
@@ -460,20 +435,13 @@ def test_idle_connections_are_closed_busy_ones_are_not(tmp_path, redis_url):
     async def scenario() -> None:
         async with running(world, redis_url) as svc:
             svc.site.front.keepalive_timeout, svc.site.front.sweep_period = 0.3, 0.05
-            port = int(svc.url.rsplit(":", 1)[1])
-            cred = world.credentials[HOSPITAL]
+            port = port_of(svc)
             idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
             half_r, half_w = await asyncio.open_connection("127.0.0.1", port)
             half_w.write(b"POST /v1/verify HTTP/1.1\r\nHost: v\r\n")
             busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
             for _ in range(8):  # 0.8 s of requests, one every 0.1 s
-                busy_w.write(
-                    req(
-                        orjson.dumps({"token": world.token("alice")}),
-                        "Content-Type: application/json",
-                        f"Authorization: Bearer {cred}",
-                    )
-                )
+                busy_w.write(verify_req(world, "alice"))
                 resp = await asyncio.wait_for(read_response(busy_r), 5)
                 assert orjson.loads(resp["body"])["reason"] == "ok"
                 await asyncio.sleep(0.1)

@@ -121,7 +121,6 @@ class Pipeline:
         self.benefits = benefits
         self.metrics = metrics
         self._ratios: dict[tuple[str, str], dict[str, Any]] = {}
-        self._views: dict[Holder, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def _verdict(self, reason: str, valid: bool = False, **parts: Any) -> dict[str, Any]:
         self.metrics.verdicts[reason] += 1
@@ -156,14 +155,15 @@ class Pipeline:
         reason = coverage.decide(tok.card, holder)
         if holder is None:
             return self._verdict(reason, True, card=card)
-        views = self._views.get(holder)
-        if views is None:  # the same holder record always has the same views
-            views = (coverage.holder_view(holder), self._coverage(holder))
-            if len(self._views) >= 50_000:
-                self._views.clear()
-            self._views[holder] = views
-        # Shared between answers: never mutated after this point, only serialised.
-        out = self._verdict(reason, True, card=card, holder=views[0], coverage=views[1])
+        # Built per answer, not cached: a patient rarely scans twice within minutes, so a cache
+        # of holders would only pay off in a bench that reuses a few thousand of them.
+        out = self._verdict(
+            reason,
+            True,
+            card=card,
+            holder=coverage.holder_view(holder),
+            coverage=self._coverage(holder),
+        )
         if reason == E.OK and req.service is not None and req.amount_fen is not None:
             try:
                 s = settle(

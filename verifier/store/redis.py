@@ -51,7 +51,6 @@ Command = tuple[str | bytes | int, ...]
 
 # The setting an operator flips to run on an evicting Redis anyway.
 ALLOW_EVICTION_SETTING = "VERIFIER_ALLOW_EVICTION"
-HOLDER_CACHE_SIZE = 50_000  # decoded holder records kept, keyed by their exact bytes
 
 
 class RedisStore:
@@ -77,7 +76,6 @@ class RedisStore:
         self._admin_deadline = admin_deadline_ms / 1000
         self._chunk_size = chunk_size
         self._closed = False
-        self._holders: dict[bytes, Holder] = {}  # record bytes -> decoded, bounded
         # Calls in flight together share one write and one read (auto-pipelining). A command
         # unanswered for 20 deadlines (paused server, dead network) closes the connection.
         self._conn = PipelinedConnection(
@@ -175,14 +173,7 @@ class RedisStore:
         outcome, holder = parse_claim_reply(reply)
         if holder is None:
             return Claim(outcome, None)
-        # The same record bytes always decode to the same (immutable) Holder: decode once.
-        decoded = self._holders.get(holder)
-        if decoded is None:
-            decoded = _decode(holder_key(sub), holder, codec.decode_holder)
-            if len(self._holders) >= HOLDER_CACHE_SIZE:
-                self._holders.clear()
-            self._holders[holder] = decoded
-        return Claim(outcome, decoded)
+        return Claim(outcome, _decode(holder_key(sub), holder, codec.decode_holder))
 
     async def put_holder(self, holder: Holder) -> None:
         await self._set(holder_key(holder.sub), codec.encode_holder(holder))
