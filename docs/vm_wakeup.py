@@ -1,0 +1,87 @@
+"""What a block-and-wake costs on this machine (docs/PERFORMANCE.md §2, latency).
+
+    python docs/vm_wakeup.py
+
+1. Two processes pass one byte back and forth over a socketpair, on one core and across two,
+   with and without a pause between round trips: the round-trip time.
+2. One Ed25519 verification, back to back and right after sleeping or spinning.
+"""
+
+import os
+import socket
+import sys
+import time
+
+import nacl.signing
+
+
+def pingpong(core_a: int, core_b: int, gap: float, rounds: int = 2000) -> str:
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        os.sched_setaffinity(0, {core_b})
+        a.close()
+        while data := b.recv(16):
+            b.send(data)
+        os._exit(0)
+    os.sched_setaffinity(0, {core_a})
+    b.close()
+    times = []
+    for _ in range(rounds):
+        if gap:
+            time.sleep(gap)
+        t = time.perf_counter_ns()
+        a.send(b"x")
+        a.recv(16)
+        times.append(time.perf_counter_ns() - t)
+    a.close()
+    os.waitpid(pid, 0)
+    return _summary(times)
+
+
+def verify_after(gap: float, spin: bool, rounds: int = 1000) -> str:
+    key = nacl.signing.SigningKey.generate()
+    signed, verify_key = key.sign(b"x" * 200), key.verify_key
+    for _ in range(500):  # warm up
+        verify_key.verify(signed)
+    times = []
+    for _ in range(rounds):
+        if gap and spin:
+            end = time.perf_counter() + gap
+            while time.perf_counter() < end:
+                pass
+        elif gap:
+            time.sleep(gap)
+        t = time.perf_counter_ns()
+        verify_key.verify(signed)
+        times.append(time.perf_counter_ns() - t)
+    return _summary(times)
+
+
+def _summary(ns: list[int]) -> str:
+    ns.sort()
+    n = len(ns)
+    return (
+        f"p50 {ns[n // 2] / 1000:7.1f}  p90 {ns[n * 9 // 10] / 1000:7.1f}  "
+        f"p99 {ns[n * 99 // 100] / 1000:7.1f}  max {ns[-1] / 1000:8.1f} µs"
+    )
+
+
+if __name__ == "__main__":
+    other = 1 if os.cpu_count() and os.cpu_count() > 1 else 0  # type: ignore[operator]
+    print("round trip of one byte between two processes")
+    for gap in (0.0, 0.0003, 0.001):
+        for cores in ((0, 0), (0, other)):
+            print(
+                f"  cores {cores[0]}->{cores[1]}, pause {gap * 1e6:5.0f} µs: {pingpong(*cores, gap)}"
+            )
+    print("one Ed25519 verification (core 0)")
+    os.sched_setaffinity(0, {0})
+    for gap, spin in ((0.0, False), (0.001, True), (0.001, False), (0.005, False)):
+        how = (
+            "back to back"
+            if not gap
+            else f"after {'spinning' if spin else 'sleeping'} {gap * 1e3:g} ms"
+        )
+        print(f"  {how:24s}: {verify_after(gap, spin)}")
+    sys.exit(0)
