@@ -122,6 +122,8 @@ def test_parse_waits_for_the_rest():
         req(b"x", "Content-Type: text/plain", "Host: a", "Host: b"),
         b"POST /v1/verify HTTP/1.1\r\nHost: v\r\nContent-Type: text/plain\nContent-Length: 1\n\nx",
         b"POST /v1/verify HTTP/1.1\r\nX-Long: " + b"a" * 9000,
+        b"POST /v1/verify HTTP/1.1\r\nH ost: v\r\n",  # head not complete, a line already bad
+        b"POST /v1/verify HTTP/1.1\r\nHost: v\r\nX: a\x00\r\nContent-Le",
     ],
 )
 def test_parse_leaves_everything_else_to_aiohttp(raw):
