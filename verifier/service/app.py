@@ -134,15 +134,21 @@ class Handlers:
         self, authorization: str | None, ctype: str
     ) -> tuple[Scanner, Institution | None] | Answer:
         """Scanner credentials, then the content type: who asks, and in a form we read."""
+        admitted = await self._authenticate(authorization)
+        if not isinstance(admitted, Answer) and ctype not in ("text/plain", _JSON):
+            return self._refuse(415, "unsupported_media_type", "use application/json or text/plain")
+        return admitted
+
+    async def _authenticate(
+        self, authorization: str | None
+    ) -> tuple[Scanner, Institution | None] | Answer:
+        """The scanner and its institution, or the refusal (401/403, or 503 store down)."""
         try:
-            admitted = await self.rt.scanners.authenticate(authorization)
+            return await self.rt.scanners.authenticate(authorization)
         except AuthError as err:
             return self._auth_refusal(err)
         except StoreUnavailable:
             return self._store_down()
-        if ctype not in ("text/plain", _JSON):
-            return self._refuse(415, "unsupported_media_type", "use application/json or text/plain")
-        return admitted
 
     async def decide(
         self,
@@ -180,12 +186,10 @@ class Handlers:
     async def _batch(self, request: web.Request) -> Answer:
         started = time.perf_counter()
         rt = self.rt
-        try:
-            scanner, inst = await rt.scanners.authenticate(request.headers.get("Authorization"))
-        except AuthError as err:
-            return self._auth_refusal(err)
-        except StoreUnavailable:
-            return self._store_down()
+        admitted = await self._authenticate(request.headers.get("Authorization"))
+        if isinstance(admitted, Answer):
+            return admitted
+        scanner, inst = admitted
         if request.content_type != _JSON:
             return self._refuse(415, "unsupported_media_type", "a batch is application/json")
         body = await self._body(request, rt.max_batch_bytes)
