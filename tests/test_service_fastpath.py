@@ -200,16 +200,8 @@ def fast(resp: dict[str, Any]) -> bool:
 
 def scenarios(world: World) -> list[tuple[str, Any]]:
     """(name, request builder(credential) → bytes) pairs; tokens are minted per call."""
-
-    def ok(c: str) -> bytes:
-        return req(
-            orjson.dumps({"token": world.token("alice")}),
-            "Content-Type: application/json",
-            f"Authorization: Bearer {c}",
-        )
-
     return [
-        ("valid json", ok),
+        ("valid json", lambda c: verify_req(world, "alice")),  # c is the hospital's too
         (
             "valid text",
             lambda c: req(
