@@ -1,8 +1,16 @@
 """Redis bytes per live nonce: 100 000 claims against a private redis-server (docs/PERFORMANCE.md)."""
 
-import asyncio, secrets, subprocess, time, socket, redis, uvloop
-from verifier.store.redis import RedisStore
+import asyncio
+import secrets
+import socket
+import subprocess
+import time
+
+import redis
+import uvloop
+
 from verifier.records import Holder
+from verifier.store.redis import RedisStore
 
 s = socket.socket()
 s.bind(("127.0.0.1", 0))

@@ -5,6 +5,14 @@
 1. Two processes pass one byte back and forth over a socketpair, on one core and across two,
    with and without a pause between round trips: the round-trip time.
 2. One Ed25519 verification, back to back and right after sleeping or spinning.
+3. A spinning loop on every core at once (no system calls): how much of its time the machine
+   takes away, in gaps of more than 50 µs (host stalls, interrupts, other tasks).
+
+    python docs/vm_wakeup.py --cyclictest HISTOGRAM
+
+summarises a histogram written by ``cyclictest -h N`` (Debian's rt-tests), e.g.
+``cyclictest -m -t2 -a0,1 -i 500 -D 60 -q -h 20000 > hist.txt``: per thread, the share of
+timer wake-ups later than 100 µs, 250 µs, 1 ms and 2 ms.
 """
 
 import os
@@ -58,6 +66,36 @@ def verify_after(gap: float, spin: bool, rounds: int = 1000) -> str:
     return _summary(times)
 
 
+def stalls(core: int, seconds: float) -> str:
+    os.sched_setaffinity(0, {core})
+    clock = time.perf_counter_ns
+    end = clock() + int(seconds * 1e9)
+    gaps, last = [], clock()
+    while last < end:
+        now = clock()
+        if now - last > 50_000:
+            gaps.append(now - last)
+        last = now
+    lost = sum(gaps) / (seconds * 1e9) * 100
+    over = {ms: sum(g > ms * 1_000_000 for g in gaps) for ms in (1, 2)}
+    return (
+        f"core {core}: {lost:.2f} % of {seconds:g} s lost in {len(gaps)} gaps > 50 µs; "
+        f"{over[1]} > 1 ms, {over[2]} > 2 ms, max {max(gaps, default=0) / 1e6:.2f} ms"
+    )
+
+
+def cyclictest_summary(path: str) -> None:
+    rows = [line.split() for line in open(path) if line[:1].isdigit()]
+    for column in range(1, len(rows[0]) if rows else 1):
+        counts = [(int(row[0]), int(row[column])) for row in rows]
+        total = sum(n for _, n in counts) or 1
+        shares = "  ".join(
+            f"> {limit} µs {sum(n for us, n in counts if us > limit) / total * 100:.3f} %"
+            for limit in (100, 250, 1000, 2000)
+        )
+        print(f"thread {column - 1}: {total} wake-ups  {shares}")
+
+
 def _summary(ns: list[int]) -> str:
     ns.sort()
     n = len(ns)
@@ -68,6 +106,9 @@ def _summary(ns: list[int]) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--cyclictest"]:
+        cyclictest_summary(sys.argv[2])
+        sys.exit(0)
     other = 1 if os.cpu_count() and os.cpu_count() > 1 else 0  # type: ignore[operator]
     print("round trip of one byte between two processes")
     for gap in (0.0, 0.0003, 0.001):
@@ -84,4 +125,16 @@ if __name__ == "__main__":
             else f"after {'spinning' if spin else 'sleeping'} {gap * 1e3:g} ms"
         )
         print(f"  {how:24s}: {verify_after(gap, spin)}")
+    print("a spinning loop on every core at once, 10 s")
+    cores = sorted(os.sched_getaffinity(0) | {0, other})
+    children = []
+    for core in cores[1:]:
+        pid = os.fork()
+        if pid == 0:
+            print(f"  {stalls(core, 10)}", flush=True)
+            os._exit(0)
+        children.append(pid)
+    print(f"  {stalls(cores[0], 10)}", flush=True)
+    for pid in children:
+        os.waitpid(pid, 0)
     sys.exit(0)
