@@ -24,16 +24,20 @@ class Conn(Protocol):
 
     ``index`` is the corpus-local index of the request in flight (-1 when idle); ``send``
     writes a request (what the socket does not take at once goes out later; a failed
-    write drops the connection); ``drop`` closes the connection, after which ``alive`` is
-    false.
+    write drops the connection); the closed loop's refill does the same with ``write``
+    (the raw write: bytes taken, or OSError) and ``rest`` (hand over what was not taken);
+    ``drop`` closes the connection, after which ``alive`` is false.
     """
 
     index: int
     intended: int
     sent: int
     alive: bool
+    write: Callable[[bytes], int]
 
     def send(self, data: bytes) -> None: ...
+
+    def rest(self, data: bytes, written: int) -> None: ...
 
     def drop(self, reason: str) -> None: ...
 

@@ -1,13 +1,12 @@
-"""One keep-alive connection's side of the conversation: the per-response hot path.
+"""One keep-alive connection's side of the conversation.
 
 No sockets here: the engine (``bench.engine``) gives each :class:`Connection` its
 descriptor number, a ``write`` function (``os.write`` bound to the descriptor: a C call,
 no Python frame; :meth:`Connection.send` wraps it) and two hooks, for a request the
-socket could not take at once and for dropping the connection.
-:meth:`Connection.received` does, per response: join partial reads, recognise the verdict
-(same bytes as the previous response, or a small cache, else
-:func:`bench.http1.parse_response`), free the connection and send the next request
-*before* book-keeping, then record latency, service time and the oracle's verdict.
+socket could not take at once and for dropping the connection. The per-response hot path
+is :meth:`bench.dispatch.Dispatcher.responses`, once per poll; a response that is not
+byte for byte the previous one comes here (:meth:`Connection.recognise`: join partial
+reads, a small cache, else :func:`bench.http1.parse_response`).
 """
 
 from __future__ import annotations
@@ -41,48 +40,17 @@ class Connection:
         self.index = -1
         self.intended = self.sent = 0
 
-    def received(self, data: bytes, now: int) -> None:
-        """Bytes arrived (``now`` = when the poll returned): the per-response hot path."""
-        run = self.run
+    def recognise(self, data: bytes) -> tuple[bytes, str] | None:
+        """The whole response and its verdict, for bytes that are not simply the last
+        response again (:meth:`Dispatcher.responses` checks that first): joins a partial
+        read, looks in the cache, else parses. ``None`` when the response is not complete
+        yet (the bytes are kept for the next read) or unreadable (the connection is dropped).
+        """
         if self.buf:
             data = self.buf + data
             self.buf = b""
-        verdict: str | None
-        if data == run.last_response:  # a memcmp: cheaper than hashing for the cache
-            verdict = run.last_verdict
-        else:
-            verdict = run.cache.get(data) or self._parse(data)
-            if verdict is None:
-                return
-            run.last_response, run.last_verdict = data, verdict
-        index, intended, sent = self.index, self.intended, self.sent
-        if index < 0:
-            run.protocol_error(self, "response with no request in flight")
-            return
-        run.inflight -= 1
-        self.index = -1
-        # Free the connection first: the next request goes out before book-keeping.
-        if run.closed_loop:
-            run.refills.append(self)
-        else:
-            if now >= run.next_due:
-                run.release(now)
-            if run.backlog:
-                next_index, next_intended = run.backlog.popleft()
-                run.send(self, next_index, next_intended)
-            else:
-                run.free.append(self)
-        if intended >= run.measure_start:
-            if not run.closed_loop:
-                run.service.record(now - sent)
-            run.sec_completed += 1
-            expected = run.expected[index]
-            if verdict == expected:
-                run.sec_by_expected[expected].record(now - intended)
-            else:
-                run.mismatch(index, expected, verdict, data, now - intended)
-        else:
-            run.warmup_completed += 1
+        verdict = self.run.cache.get(data) or self._parse(data)
+        return None if verdict is None else (data, verdict)
 
     def _parse(self, data: bytes) -> str | None:
         try:
@@ -114,9 +82,14 @@ class Connection:
             self.drop(f"write failed: {err}")
             return
         if written != len(data):  # rare: a body larger than the socket's send buffer
-            self.out = data[written:]
-            if self._on_rest is not None:
-                self._on_rest(self)
+            self.rest(data, written)
+
+    def rest(self, data: bytes, written: int) -> None:
+        """The socket took only the first *written* bytes of *data*: the rest goes out when
+        it can (the engine watches for the socket to become writable)."""
+        self.out = data[written:]
+        if self._on_rest is not None:
+            self._on_rest(self)
 
     def drop(self, reason: str) -> None:
         """Close this connection (the engine replaces it while the run is sending)."""

@@ -25,6 +25,7 @@ from bench.shard import SecondStats, ShardResult
 clock = time.monotonic_ns  # CLOCK_MONOTONIC: one clock for every process on the host
 SPIN_NS = 2_000_000  # closer than this to the next due time, stop trusting ms timers
 IDLE_MARGIN_NS = 200_000  # no-spin mode wakes this early: covers the kernel's timer slack
+QUIET_POLL_S = 0.001  # how long the loop waits for sockets when the clock needs nothing sooner
 NS = 1_000_000_000
 _NEVER = 1 << 62
 
@@ -58,7 +59,7 @@ class Dispatcher(Bookkeeping):
     __slots__ = (
         "requests", "expected", "count", "offsets", "cache", "last_response", "last_verdict",
         "free", "refills", "backlog", "sending", "finished", "next_index", "base", "end_ns",
-        "deadline", "next_due", "service", "lag", "idle_wait",
+        "deadline", "next_due", "service", "lag", "idle_wait", "quiet_until",
     )  # fmt: skip
 
     def __init__(self, plan: ShardPlan, progress: Callable[[SecondStats], None] | None) -> None:
@@ -75,6 +76,7 @@ class Dispatcher(Bookkeeping):
         self.next_index = self.inflight = self.sent = 0
         self.base = self.measure_start = self.end_ns = self.stop_ns = self.deadline = _NEVER
         self.next_due = self.next_second = _NEVER
+        self.quiet_until = 0  # closed loop: tick() has nothing to do before this time
         self.r = ShardResult()
         self.service, self.lag = self.r.service, self.r.send_lag
         # Latency of this second's responses, per expected verdict (matches) and mismatched.
@@ -107,12 +109,16 @@ class Dispatcher(Bookkeeping):
         if not self.sending and (self.inflight == 0 == len(self.backlog) or now >= self.deadline):
             self.finish()
             return 0.0
+        self.quiet_until = 0
         if self.chores:
             self.run_chores()  # one slice; come back soon for the next
             return 0.0
         if not self.sending:
-            return 0.001  # draining: nothing needs precision
+            return QUIET_POLL_S  # draining: nothing needs precision
         now = clock()
+        if self.closed_loop and self.next_due == _NEVER:  # started: only the next second or
+            self.quiet_until = min(self.next_second, self.end_ns)  # the end needs a tick
+            return max(0, min(QUIET_POLL_S, (self.quiet_until - now) / NS))
         due_in = self.next_due - now
         if due_in > SPIN_NS:  # epoll sleeps in whole milliseconds: wake early, then spin
             return max(0, min(due_in - SPIN_NS, self.next_second - now, self.end_ns - now)) / NS
@@ -156,8 +162,75 @@ class Dispatcher(Bookkeeping):
             self.lag.record(now - intended)
         conn.send(self.requests[index])
 
+    def responses(self, batch: list[tuple[Any, bytes]], now: int) -> None:
+        """What each connection read in one poll, which returned at *now*: the per-response
+        hot path, in one call per poll.
+
+        For each response: recognise the verdict (the same bytes as the last response,
+        else :meth:`Connection.recognise`), free the connection (open loop: the next due
+        request goes out on it at once; closed loop: it joins this poll's refill), then
+        book-keep latency, service time and the oracle's verdict. Closed loop: the freed
+        connections are refilled at the end, together.
+        """
+        last, last_verdict = self.last_response, self.last_verdict
+        closed, start = self.closed_loop, self.measure_start
+        expected_of, by_expected, refills = self.expected, self.sec_by_expected, self.refills
+        answered = measured = 0
+        # Equal latencies in a row are recorded once, with their count: in closed loop the
+        # requests of one refill share their send time, and often come back in one poll.
+        same, same_expected, times = -1, "", 0
+        for conn, data in batch:
+            if data == last and not conn.buf:  # a memcmp: cheaper than hashing for the cache
+                verdict = last_verdict
+            else:
+                recognised = conn.recognise(data)
+                if recognised is None:
+                    continue
+                data, verdict = recognised
+                last, last_verdict = data, verdict
+            index = conn.index
+            if index < 0:
+                self.protocol_error(conn, "response with no request in flight")
+                continue
+            answered += 1
+            conn.index = -1
+            intended = conn.intended
+            # Free the connection first: the next request goes out before book-keeping.
+            if closed:
+                refills.append(conn)
+            else:
+                sent = conn.sent
+                if now >= self.next_due:
+                    self.release(now)
+                if self.backlog:
+                    next_index, next_intended = self.backlog.popleft()
+                    self.send(conn, next_index, next_intended)
+                else:
+                    self.free.append(conn)
+                if intended >= start:
+                    self.service.record(now - sent)
+            if intended >= start:
+                measured += 1
+                expected = expected_of[index]
+                if verdict != expected:
+                    self.mismatch(index, expected, verdict, data, now - intended)
+                elif now - intended == same and expected == same_expected:
+                    times += 1
+                else:
+                    if times:
+                        by_expected[same_expected].record(same, times)
+                    same, same_expected, times = now - intended, expected, 1
+        if times:
+            by_expected[same_expected].record(same, times)
+        self.last_response, self.last_verdict = last, last_verdict
+        self.inflight -= answered
+        self.sec_completed += measured
+        self.warmup_completed += answered - measured
+        if refills:
+            self.refill()
+
     def refill(self) -> None:
-        """Closed loop: send on every connection freed during this loop iteration.
+        """Closed loop: send on every connection freed by this poll's responses.
 
         Like wrk, the writes go out back to back after the iteration's reads, with one
         clock reading for the batch, rather than one write between each pair of reads.
@@ -167,13 +240,21 @@ class Dispatcher(Bookkeeping):
         requests, sending = self.requests, self.sending
         stop = self.count if sending else 0  # no record at or past this index goes out
         index = first = self.next_index
-        for conn in refills:  # send_next() inlined: this loop is the closed-loop hot path
-            if index >= stop or not conn.alive:  # corpus used up, or dropped since freed
-                if conn.alive:
-                    self.free.append(conn)
+        # send_next() inlined: this loop is the closed-loop hot path. Every connection here
+        # was answered in this poll, and nothing has dropped it since.
+        for conn in refills:
+            if index >= stop:  # the corpus is used up
+                self.free.append(conn)
                 continue
-            conn.index, conn.intended, conn.sent = index, now, now
-            conn.send(requests[index])  # a failed write fails it: inflight is settled below
+            conn.index, conn.intended = index, now  # (conn.sent: open loop only)
+            data = requests[index]
+            try:  # Connection.send() inlined
+                written = conn.write(data)
+            except OSError as err:
+                conn.drop(f"write failed: {err}")  # fails it: inflight is settled below
+            else:
+                if written != len(data):
+                    conn.rest(data, written)
             index += 1
         self.next_index = index
         self.inflight += index - first
@@ -206,6 +287,7 @@ class Dispatcher(Bookkeeping):
         if not self.sending:
             return
         self.sending, self.next_due = False, _NEVER
+        self.quiet_until = 0  # draining: tick on every turn of the loop
         self.stop_ns = min(at_ns, self.end_ns)
         self.r.corpus_exhausted = exhausted
         self.deadline = clock() + self.plan.drain_ns

@@ -84,16 +84,16 @@ class Histogram:
     def __init__(self) -> None:
         self.counts: list[int] = [0] * SIZE
 
-    def record(self, value: int) -> None:
-        """Add one observation of *value* ns. Raises ValueError for negative values."""
+    def record(self, value: int, times: int = 1) -> None:
+        """Add *times* observations of *value* ns. Raises ValueError for negative values."""
         shift = value.bit_length() - SUB_BUCKET_BITS
         if shift > 0:  # the usual case for nanosecond latencies: no separate range check
             if shift > MAX_SHIFT:
                 value = MAX_VALUE
                 shift = MAX_SHIFT
-            self.counts[(shift << _HALF_BITS) + (value >> shift)] += 1
+            self.counts[(shift << _HALF_BITS) + (value >> shift)] += times
         elif value >= 0:
-            self.counts[value] += 1
+            self.counts[value] += times
         else:
             raise ValueError(f"negative value {value}")
 

@@ -54,12 +54,8 @@ def _measure(requests: int, connections: int, open_loop: bool) -> float:
     busy: list[Connection] = []
     while run.sending or busy:
         # One loop iteration as in the engine: one clock reading, every busy connection
-        # gets its response, then the closed loop refills the freed connections.
-        now = clock()
-        for conn in busy:
-            conn.received(RESPONSE, now)
-        if run.refills:
-            run.refill()
+        # gets its response (the closed loop refills the freed connections in that call).
+        run.responses([(conn, RESPONSE) for conn in busy], clock())
         busy = [c for c in conns if c.index >= 0]
         if not busy and run.sending:
             run.release(clock())

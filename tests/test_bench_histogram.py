@@ -185,3 +185,13 @@ def test_percentiles_agrees_with_percentile(data: list[int]) -> None:
     histogram.record_many(data)
     qs = (0, 50, 90, 99, 99.9, 99.99, 100)
     assert histogram.percentiles(qs) == {q: histogram.percentile(q) for q in qs}
+
+
+def test_record_with_a_count_is_that_many_records() -> None:
+    once, many = Histogram(), Histogram()
+    for value in (0, 2047, 2048, 123_456, 7_000_000_000, MAX_VALUE + 5):
+        for _ in range(3):
+            once.record(value)
+        many.record(value, 3)
+    assert many.counts == once.counts
+    assert many.total == 18
