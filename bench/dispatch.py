@@ -58,7 +58,7 @@ class Dispatcher(Bookkeeping):
     # Slots: the hot path reads these attributes several times per request.
     __slots__ = (
         "requests", "expected", "count", "offsets", "cache", "last_response", "last_verdict",
-        "free", "refills", "backlog", "sending", "finished", "next_index", "base", "end_ns",
+        "free", "backlog", "sending", "finished", "next_index", "base", "end_ns",
         "deadline", "next_due", "service", "lag", "idle_wait", "quiet_until",
     )  # fmt: skip
 
@@ -70,7 +70,6 @@ class Dispatcher(Bookkeeping):
         self.cache: dict[bytes, str] = {}  # response bytes -> verdict
         self.last_response, self.last_verdict = b"", ""  # the cache's most recent hit
         self.free: list[Any] = []
-        self.refills: list[Any] = []  # closed loop: connections freed in this loop iteration
         self.backlog: deque[tuple[int, int]] = deque()  # (index, intended) due, no connection
         self.sending = self.finished = False
         self.next_index = self.inflight = self.sent = 0
@@ -174,7 +173,8 @@ class Dispatcher(Bookkeeping):
         """
         last, last_verdict = self.last_response, self.last_verdict
         closed, start = self.closed_loop, self.measure_start
-        expected_of, by_expected, refills = self.expected, self.sec_by_expected, self.refills
+        expected_of, by_expected = self.expected, self.sec_by_expected
+        refills: list[Any] = []  # closed loop: the connections this poll frees
         answered = measured = 0
         # Equal latencies in a row are recorded once, with their count: in closed loop the
         # requests of one refill share their send time, and often come back in one poll.
@@ -227,16 +227,15 @@ class Dispatcher(Bookkeeping):
         self.sec_completed += measured
         self.warmup_completed += answered - measured
         if refills:
-            self.refill()
+            self.refill(refills)
 
-    def refill(self) -> None:
+    def refill(self, refills: list[Any]) -> None:
         """Closed loop: send on every connection freed by this poll's responses.
 
         Like wrk, the writes go out back to back after the iteration's reads, with one
         clock reading for the batch, rather than one write between each pair of reads.
         """
         now = clock()
-        refills, self.refills = self.refills, []
         requests, sending = self.requests, self.sending
         stop = self.count if sending else 0  # no record at or past this index goes out
         index = first = self.next_index
