@@ -16,7 +16,7 @@ from verifier import b64url, core, paserk, paseto, rfc3339, trust
 from verifier.errors import TokenError
 from verifier.policy import ClaimPolicy
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "paseto"
+VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "vectors" / "paseto"
 B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
