@@ -1,32 +1,23 @@
-"""Validation and serialisation of registry records (holders, institutions, scanners).
+"""Admin input: validation of registry records typed by an operator or imported from a file.
 
-Admin input goes through the ``*_from_fields`` functions and :func:`parse_jsonl`, which
-validate every field and keep identity only masked.
-
-The ``*_to_json`` / ``*_from_json`` pairs are the storage form. They use the same keys and
-reading rules as ``verifier.store.codec`` (written in parallel), so either can serve the
-stores without changing stored data: every field is written (None as null), so a record
-read back equals the one written; on reading, unknown keys are ignored (a newer writer must
-not lock out an older reader) and a missing key that has a default takes it. Unlike the
-codec, the values are validated too (enumerations, region, mask shape), so a corrupt record
-raises RecordError instead of reaching the coverage decision::
-
-    holder       {"sub", "status", "scheme", "region", "balance_fen" (int, default 0),
-                  "physical_card" (default "none"), "name_masked", "id_masked" (null)}
-    institution  {"id", "name", "cards" (sorted list), "enabled" (default true)}
-    scanner      {"id", "institution", "secret_hash" (64 hex), "revoked" (default false)}
+Holders and institutions are built here from admin input through the ``*_from_fields``
+functions and :func:`parse_jsonl` (a JSONL file, read with the strict JSON reader), which
+validate every field by the rules of :mod:`verifier.records` and keep identity only masked. Their stored form is written and
+read by :mod:`verifier.codec` alone; ``holder_to_json`` and ``institution_to_json`` are that
+form, re-exported here for the admin commands that print a record.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
+from verifier import strictjson
+from verifier.codec import holder_to_json, institution_to_json
 from verifier.errors import RecordError
 from verifier.idnumber import mask_id_number, mask_name
-from verifier.money import MAX_FEN, MoneyError, parse_yuan
+from verifier.money import MoneyError, parse_yuan
 from verifier.records import (
     CARD_TYPES,
     HOLDER_STATUSES,
@@ -34,16 +25,24 @@ from verifier.records import (
     SCHEMES,
     Holder,
     Institution,
-    Scanner,
+    check_choice,
+    check_flag,
+    check_id,
+    check_institution_name,
+    check_region,
 )
 
-MAX_LISTED_ERRORS = 20
-MAX_INSTITUTION_NAME = 200
+__all__ = [
+    "MAX_LISTED_ERRORS",
+    "RegistryFileError",
+    "holder_from_fields",
+    "holder_to_json",
+    "institution_from_fields",
+    "institution_to_json",
+    "parse_jsonl",
+]
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_REGION = re.compile(r"[0-9]{6}")
-_ID_MASKED = re.compile(r"[0-9]{4}\*{10}[0-9]{3}[0-9X]")
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MAX_LISTED_ERRORS = 20
 
 
 class RegistryFileError(RecordError):
@@ -58,45 +57,6 @@ class RegistryFileError(RecordError):
         super().__init__("\n".join(lines))
         self.errors = tuple(errors)
         self.count = count
-
-
-# --- field checks (messages name the field, never repeat personal data) --------------------
-
-
-def _ident(value: Any, field: str) -> str:
-    # fullmatch, not match: "$" would also accept a trailing newline.
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise RecordError(f"{field} must be 1-64 characters of A-Z a-z 0-9 _ -")
-    return value
-
-
-def _choice(value: Any, field: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise RecordError(f"{field} must be one of {', '.join(choices)}")
-    return value
-
-
-def _region(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _REGION.fullmatch(value):
-        raise RecordError(f"{field} must be 6 digits")
-    return value
-
-
-def _flag(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise RecordError(f"{field} must be true or false")
-    return value
-
-
-def _object(d: Any, what: str) -> None:
-    if not isinstance(d, Mapping):
-        raise RecordError(f"{what} must be a JSON object")
-
-
-def _required(d: Mapping[str, Any], what: str, key: str) -> Any:
-    if key not in d:
-        raise RecordError(f"{what}: missing key {key!r}")
-    return d[key]
 
 
 # --- holders --------------------------------------------------------------------------------
@@ -119,10 +79,10 @@ def holder_from_fields(
     Raises RecordError whose message names the bad field.
     """
     # Checked in parameter order, so the first bad field is the one reported.
-    sub = _ident(sub, "sub")
-    status = _choice(status, "status", HOLDER_STATUSES)
-    scheme = _choice(scheme, "scheme", SCHEMES)
-    region = _region(region, "region")
+    sub = check_id(sub, "sub")
+    status = check_choice(status, "status", HOLDER_STATUSES)
+    scheme = check_choice(scheme, "scheme", SCHEMES)
+    region = check_region(region, "region")
     name_masked = None if name is None else mask_name(name)
     id_masked = None
     if id_number is not None:
@@ -144,7 +104,7 @@ def holder_from_fields(
         scheme=scheme,
         region=region,
         balance_fen=balance_fen,
-        physical_card=_choice(physical_card, "physical_card", PHYSICAL_CARD_STATES),
+        physical_card=check_choice(physical_card, "physical_card", PHYSICAL_CARD_STATES),
         name_masked=name_masked,
         id_masked=id_masked,
     )
@@ -188,71 +148,43 @@ def parse_jsonl(lines: Iterable[str]) -> list[Holder]:
 
 
 def _holder_from_line(line: str) -> Holder:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        # err.msg and the column only: the line itself may hold an ID number.
-        raise RecordError(f"not valid JSON: {err.msg} at column {err.colno}") from err
-    _object(obj, "record")
+    obj = _parse_object(line)
     # Admin input is strict, unlike storage: an unknown key is most likely a typo.
     unknown = sorted(set(obj) - set(_HOLDER_FIELDS) - set(_HOLDER_OPTIONAL))
     if unknown:
         raise RecordError(f"unknown key(s) {', '.join(map(repr, unknown))}")
     for key in _HOLDER_FIELDS:
-        _required(obj, "record", key)
+        if key not in obj:
+            raise RecordError(f"record: missing key {key!r}")
     return holder_from_fields(**obj)
 
 
-def holder_to_json(h: Holder) -> dict[str, Any]:
-    """The storage form of a holder (see the module docstring)."""
-    return {
-        "sub": h.sub,
-        "status": h.status,
-        "scheme": h.scheme,
-        "region": h.region,
-        "balance_fen": h.balance_fen,
-        "physical_card": h.physical_card,
-        "name_masked": h.name_masked,
-        "id_masked": h.id_masked,
-    }
+def _parse_object(line: str) -> dict[str, Any]:
+    """One line as a JSON object, read by the strict reader: a key written twice is refused
+    (plain JSON readers keep the last one, so ``"balance"`` twice would import the second)."""
+    try:
+        # surrogatepass: a lone surrogate reaches the reader, which refuses it as invalid UTF-8.
+        return strictjson.loads_object(line.encode(errors="surrogatepass"))
+    except strictjson.JSONError as err:
+        raise RecordError(_refusal(line, err)) from err
 
 
-def holder_from_json(d: Any) -> Holder:
-    """Read a holder back from :func:`holder_to_json`'s form; raises RecordError if corrupt."""
-    _object(d, "holder")
-    balance = d.get("balance_fen", 0)
-    if not isinstance(balance, int) or isinstance(balance, bool) or not 0 <= balance <= MAX_FEN:
-        raise RecordError(f"holder: balance_fen must be an integer from 0 to {MAX_FEN}")
-    name, id_masked = d.get("name_masked"), d.get("id_masked")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise RecordError("holder: name_masked must be null or a non-empty string")
-    if id_masked is not None and (
-        not isinstance(id_masked, str) or not _ID_MASKED.fullmatch(id_masked)
-    ):
-        raise RecordError("holder: id_masked must be null or look like 1101**********123X")
-    return Holder(
-        sub=_ident(_required(d, "holder", "sub"), "holder: sub"),
-        status=_choice(_required(d, "holder", "status"), "holder: status", HOLDER_STATUSES),
-        scheme=_choice(_required(d, "holder", "scheme"), "holder: scheme", SCHEMES),
-        region=_region(_required(d, "holder", "region"), "holder: region"),
-        balance_fen=balance,
-        physical_card=_choice(
-            d.get("physical_card", "none"), "holder: physical_card", PHYSICAL_CARD_STATES
-        ),
-        name_masked=name,
-        id_masked=id_masked,
-    )
+def _refusal(line: str, err: strictjson.JSONError) -> str:
+    """Why ``line`` was refused, never quoting it (it may hold an ID number). The standard
+    library tells broken JSON (its wording and column) from a value that is not an object;
+    what is left is valid JSON the strict reader refuses (duplicate keys, nesting, key count)."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as std:
+        return f"not valid JSON: {std.msg} at column {std.colno}"
+    except RecursionError:
+        return str(err)
+    if not isinstance(value, dict):
+        return "record must be a JSON object"
+    return str(err)
 
 
-# --- institutions and scanners -------------------------------------------------------------
-
-
-def _institution_name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or not value.isprintable():
-        raise RecordError("name must be a non-empty string without control characters")
-    if len(value) > MAX_INSTITUTION_NAME:
-        raise RecordError(f"name must be at most {MAX_INSTITUTION_NAME} characters")
-    return value
+# --- institutions ---------------------------------------------------------------------------
 
 
 def institution_from_fields(
@@ -269,51 +201,8 @@ def institution_from_fields(
     if not any(items):
         raise RecordError(f"cards must list at least one of {', '.join(CARD_TYPES)}")
     return Institution(
-        id=_ident(inst_id, "id"),
-        name=_institution_name(name),
-        cards=frozenset(_choice(c, "cards", CARD_TYPES) for c in items),
-        enabled=_flag(enabled, "enabled"),
-    )
-
-
-def institution_to_json(inst: Institution) -> dict[str, Any]:
-    """The storage form of an institution; ``cards`` is a sorted list."""
-    return {"id": inst.id, "name": inst.name, "cards": sorted(inst.cards), "enabled": inst.enabled}
-
-
-def institution_from_json(d: Any) -> Institution:
-    """Read an institution back; an empty ``cards`` list is kept (enabled for no card)."""
-    _object(d, "institution")
-    cards = _required(d, "institution", "cards")
-    if not isinstance(cards, list):
-        raise RecordError("institution: cards must be a list")
-    return Institution(
-        id=_ident(_required(d, "institution", "id"), "institution: id"),
-        name=_institution_name(_required(d, "institution", "name")),
-        cards=frozenset(_choice(c, "institution: cards", CARD_TYPES) for c in cards),
-        enabled=_flag(d.get("enabled", True), "institution: enabled"),
-    )
-
-
-def scanner_to_json(sc: Scanner) -> dict[str, Any]:
-    """The storage form of a scanner (only the secret's SHA-256 hash, never the secret)."""
-    return {
-        "id": sc.id,
-        "institution": sc.institution,
-        "secret_hash": sc.secret_hash,
-        "revoked": sc.revoked,
-    }
-
-
-def scanner_from_json(d: Any) -> Scanner:
-    """Read a scanner back; ``secret_hash`` must be 64 lower-case hex digits."""
-    _object(d, "scanner")
-    secret_hash = _required(d, "scanner", "secret_hash")
-    if not isinstance(secret_hash, str) or not _SHA256_HEX.fullmatch(secret_hash):
-        raise RecordError("scanner: secret_hash must be 64 lower-case hex digits")
-    return Scanner(
-        id=_ident(_required(d, "scanner", "id"), "scanner: id"),
-        institution=_ident(_required(d, "scanner", "institution"), "scanner: institution"),
-        secret_hash=secret_hash,
-        revoked=_flag(d.get("revoked", False), "scanner: revoked"),
+        id=check_id(inst_id, "id"),
+        name=check_institution_name(name),
+        cards=frozenset(check_choice(c, "cards", CARD_TYPES) for c in items),
+        enabled=check_flag(enabled, "enabled"),
     )

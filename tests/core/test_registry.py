@@ -1,4 +1,4 @@
-"""Registry records: admin input validation, JSONL import, storage round trips."""
+"""Registry records: admin input validation and JSONL import (the stored form: tests/store/test_codec.py)."""
 
 from __future__ import annotations
 
@@ -6,36 +6,18 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from verifier.errors import RecordError
-from verifier.money import MAX_FEN
-from verifier.records import (
-    CARD_TYPES,
-    HOLDER_STATUSES,
-    PHYSICAL_CARD_STATES,
-    SCHEMES,
-    Holder,
-    Institution,
-    Scanner,
-)
+from verifier.records import Holder, Institution
 from verifier.registry import (
     RegistryFileError,
     holder_from_fields,
-    holder_from_json,
-    holder_to_json,
     institution_from_fields,
-    institution_from_json,
-    institution_to_json,
     parse_jsonl,
-    scanner_from_json,
-    scanner_to_json,
 )
 
 ID_NUMBER = "11010519491231002X"  # the GB 11643 sample number
 BAD_CHECK = "110105194912310021"
-HASH = "a" * 64
 
 
 def test_holder_from_fields_full() -> None:
@@ -186,102 +168,36 @@ def test_parse_jsonl_reads_a_generator_once() -> None:
     assert len(holders) == 3
 
 
-# --- storage form -----------------------------------------------------------------------------
-
-HOLDERS = [
-    Holder("h1", "active", "employee", "110105"),  # defaults only
-    Holder("h-2_x", "terminated", "flexible", "650102", MAX_FEN, "cancelled", "欧**明", None),
-    Holder("H3", "suspended", "resident", "440305", 5, "lost", None, "4403**********0021"),
-    Holder("h4", "active", "retiree", "310115", 0, "active", "*", "1101**********002X"),
-]
-
-
-@pytest.mark.parametrize("holder", HOLDERS)
-def test_holder_round_trip(holder: Holder) -> None:
-    stored = json.dumps(holder_to_json(holder), ensure_ascii=False)
-    assert holder_from_json(json.loads(stored)) == holder
-
-
-def test_holder_storage_keys() -> None:
-    assert holder_to_json(HOLDERS[1]) == {
-        "sub": "h-2_x",
-        "status": "terminated",
-        "scheme": "flexible",
-        "region": "650102",
-        "balance_fen": MAX_FEN,
-        "physical_card": "cancelled",
-        "name_masked": "欧**明",
-        "id_masked": None,
-    }
+def test_parse_jsonl_refuses_a_key_written_twice() -> None:
+    """Regression: registry._holder_from_line read each line with plain json.loads, which keeps
+    the last of duplicate keys: a line with "balance" twice imported the second balance (and
+    a reviewer reading the first would never know). The strict reader refuses it, by line."""
+    twice = '{"sub": "h2", "status": "active", "scheme": "employee", "region": "110105", '
+    lines = [
+        line(sub="h1"),
+        twice + '"balance": "10.00", "balance": "99999.00"}\n',
+        twice.replace('"h2"', '"h3"') + '"status": "terminated"}\n',  # status twice too
+        '{"sub": "h4", "sub": "h5", "status": "active", "scheme": "employee", "region": "110105"}',
+    ]
+    with pytest.raises(RegistryFileError) as info:
+        parse_jsonl(lines)
+    assert info.value.errors == (
+        "line 2: duplicate keys",
+        "line 3: duplicate keys",
+        "line 4: duplicate keys",
+    )
 
 
-holders = st.builds(
-    Holder,
-    sub=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
-    status=st.sampled_from(HOLDER_STATUSES),
-    scheme=st.sampled_from(SCHEMES),
-    region=st.from_regex(r"[0-9]{6}", fullmatch=True),
-    balance_fen=st.integers(min_value=0, max_value=MAX_FEN),
-    physical_card=st.sampled_from(PHYSICAL_CARD_STATES),
-    name_masked=st.none() | st.text(min_size=1, max_size=10),
-    id_masked=st.none() | st.from_regex(r"[0-9]{4}\*{10}[0-9]{3}[0-9X]", fullmatch=True),
-)
+def test_parse_jsonl_with_escapes_still_refuses_duplicates() -> None:
+    # json.dumps writes non-ASCII names as \u escapes, which the strict reader checks exactly.
+    escaped = json.dumps({**BASE, "name": "张三"})
+    assert "\\u" in escaped
+    assert parse_jsonl([escaped])[0].name_masked == "张*"
+    with pytest.raises(RegistryFileError, match="line 1: duplicate keys"):
+        parse_jsonl([escaped[:-1] + ', "name": "李四"}'])
 
 
-@given(holders)
-def test_holder_round_trip_property(holder: Holder) -> None:
-    assert holder_from_json(json.loads(json.dumps(holder_to_json(holder)))) == holder
-
-
-def test_holder_from_json_tolerates_unknown_and_missing_optional_keys() -> None:
-    # A newer writer may add keys; an older one may have left out those with defaults.
-    d = {"sub": "h1", "status": "active", "scheme": "employee", "region": "110105", "v": 2}
-    assert holder_from_json(d) == Holder("h1", "active", "employee", "110105")
-
-
-def stored(**change: Any) -> dict[str, Any]:
-    return {**holder_to_json(HOLDERS[0]), **change}
-
-
-def stored_without(key: str) -> dict[str, Any]:
-    d = stored()
-    del d[key]
-    return d
-
-
-CORRUPT_HOLDERS: list[tuple[Any, str]] = [
-    ([], "holder must be a JSON object"),
-    (stored_without("sub"), "holder: missing key 'sub'"),
-    (stored_without("region"), "holder: missing key 'region'"),
-    (stored(balance_fen=-1), "balance_fen must be an integer"),
-    (stored(balance_fen=True), "balance_fen must be an integer"),
-    (stored(balance_fen=1.0), "balance_fen must be an integer"),
-    (stored(balance_fen=MAX_FEN + 1), "balance_fen must be an integer"),
-    (stored(status="Active"), "holder: status must be one of"),
-    (stored(region="1101"), "holder: region must be 6 digits"),
-    (stored(physical_card=None), "holder: physical_card must be one of"),
-    (stored(name_masked=""), "name_masked must be null or a non-empty string"),
-    (stored(name_masked=5), "name_masked must be null or a non-empty string"),
-    (stored(id_masked=ID_NUMBER), "id_masked must be null or look like"),  # never unmasked
-    (stored(sub="a{b}"), "holder: sub must be"),
-]
-
-
-@pytest.mark.parametrize("data, message", CORRUPT_HOLDERS)
-def test_holder_from_json_rejects_corrupt(data: Any, message: str) -> None:
-    with pytest.raises(RecordError, match=message):
-        holder_from_json(data)
-
-
-@pytest.mark.parametrize("holder", HOLDERS)
-def test_same_bytes_as_store_codec(holder: Holder) -> None:
-    # verifier.store.codec was written in parallel; both must read and write the same data.
-    codec = pytest.importorskip("verifier.store.codec")
-    assert json.loads(codec.encode_holder(holder)) == holder_to_json(holder)
-    assert codec.decode_holder(json.dumps(holder_to_json(holder)).encode()) == holder
-
-
-# --- institutions and scanners ---------------------------------------------------------------
+# --- institutions ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -318,73 +234,3 @@ def test_institution_from_fields(cards: str, expected: set[str]) -> None:
 def test_institution_from_fields_rejects(args: tuple[Any, ...], message: str) -> None:
     with pytest.raises(RecordError, match=message):
         institution_from_fields(*args)
-
-
-INSTITUTIONS = [
-    Institution("hosp-1", "北京协和医院", frozenset(CARD_TYPES), True),
-    Institution("pharm_2", "Pharmacy 2", frozenset({"ss-ecard"}), False),
-    Institution("p3", "No cards", frozenset(), True),  # storage keeps an empty set
-]
-
-
-@pytest.mark.parametrize("inst", INSTITUTIONS)
-def test_institution_round_trip(inst: Institution) -> None:
-    d = institution_to_json(inst)
-    assert d["cards"] == sorted(inst.cards)
-    assert institution_from_json(json.loads(json.dumps(d))) == inst
-
-
-def test_institution_from_json_defaults_enabled() -> None:
-    d = {"id": "h", "name": "X", "cards": ["mi-voucher"]}
-    assert institution_from_json(d).enabled is True
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"cards": "mi-voucher"}, "cards must be a list"),
-        ({"cards": ["paper"]}, "institution: cards must be one of"),
-        ({"enabled": 1}, "institution: enabled must be true or false"),
-        ({"id": None}, "institution: id must be"),
-    ],
-)
-def test_institution_from_json_rejects(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(RecordError, match=message):
-        institution_from_json({**institution_to_json(INSTITUTIONS[0]), **change})
-
-
-SCANNERS = [
-    Scanner("sc-1", "hosp-1", HASH, False),
-    Scanner("sc_2", "pharm_2", "0123456789abcdef" * 4, True),
-]
-
-
-@pytest.mark.parametrize("scanner", SCANNERS)
-def test_scanner_round_trip(scanner: Scanner) -> None:
-    assert scanner_from_json(json.loads(json.dumps(scanner_to_json(scanner)))) == scanner
-
-
-def test_scanner_from_json_defaults_revoked() -> None:
-    d = {"id": "s", "institution": "h", "secret_hash": HASH}
-    assert scanner_from_json(d).revoked is False
-
-
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        ({"secret_hash": "A" * 64}, "secret_hash must be 64 lower-case hex digits"),
-        ({"secret_hash": "a" * 63}, "secret_hash must be 64 lower-case hex digits"),
-        ({"secret_hash": None}, "secret_hash must be 64 lower-case hex digits"),
-        ({"revoked": "no"}, "scanner: revoked must be true or false"),
-        ({"institution": "h 1"}, "scanner: institution must be"),
-        ({"id": ""}, "scanner: id must be"),
-    ],
-)
-def test_scanner_from_json_rejects(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(RecordError, match=message):
-        scanner_from_json({**scanner_to_json(SCANNERS[0]), **change})
-
-
-def test_scanner_from_json_missing_key() -> None:
-    with pytest.raises(RecordError, match="scanner: missing key 'secret_hash'"):
-        scanner_from_json({"id": "s", "institution": "h"})

@@ -151,7 +151,7 @@ def test_unknown_holder_still_consumes_the_nonce(harness: Harness) -> None:
         assert (first.outcome, first.holder) == (NEW, None)
         # Enrolling the holder afterwards does not make the used token usable again.
         await store.put_holder(
-            Holder(sub="h-nobody", status="active", scheme="retiree", region="1")
+            Holder(sub="h-nobody", status="active", scheme="retiree", region="110105")
         )
         again = await store.claim("h-nobody", "n1", "scanner-b", "req-9", TTL_MS)
         assert (again.outcome, again.holder) == (REPLAYED, None)
@@ -211,7 +211,8 @@ def test_records_round_trip(harness: Harness) -> None:
 
 def test_bulk_put_counts_and_reports_progress(harness: Harness) -> None:
     holders = (
-        Holder(sub=f"h{i}", status="active", scheme="flexible", region="1") for i in range(2500)
+        Holder(sub=f"h{i}", status="active", scheme="flexible", region="110105")
+        for i in range(2500)
     )
     progress: list[int] = []
 

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from verifier import codec
 from verifier.errors import ConfigError, RecordError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
-from verifier.store import codec
 from verifier.store.base import Claim
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
 from verifier.store.keys import (
