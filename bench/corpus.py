@@ -44,7 +44,7 @@ from bench.corpus_plan import (
 from bench.corpus_sign import SignedChunk, SignJob, sign_chunk
 from bench.holders import Population, make_population
 from verifier import paserk, rfc3339
-from verifier.cli.common import read_secret_key
+from verifier.keyfiles import read_secret_key
 from verifier.policy import ClaimPolicy
 from verifier.records import CARD_TYPES
 

@@ -28,8 +28,8 @@ import orjson
 
 from bench.http1 import ProtocolError, build_request, parse_response, split_target
 from verifier import tokens
-from verifier.cli.common import read_secret_key
 from verifier.errors import ConfigError
+from verifier.keyfiles import read_secret_key
 from verifier.records import CARD_TYPES
 
 MAX_COPIES = 1000

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verifier import core, rfc3339, trust
-from verifier.cli.common import print_json, read_public_key
+from verifier.cli.common import print_json
 from verifier.errors import ConfigError, TokenError
+from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
 
 

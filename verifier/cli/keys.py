@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verifier import paserk
-from verifier.cli.common import write_private
 from verifier.errors import ConfigError
+from verifier.keyfiles import write_private
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verifier import tokens
-from verifier.cli.common import qr_text, read_secret_key
+from verifier.cli.common import qr_text
+from verifier.keyfiles import read_secret_key
 from verifier.records import CARD_TYPES
 
 

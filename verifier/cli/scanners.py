@@ -9,9 +9,9 @@ import sys
 from dataclasses import dataclass
 
 from verifier.cli.admin import STORE_EPILOG, StoreOptions, check_id, fail, store_options, with_store
+from verifier.credentials import new_credential
 from verifier.errors import ConfigError
 from verifier.records import Institution, Scanner
-from verifier.service.auth import new_credential
 from verifier.store import Store
 
 

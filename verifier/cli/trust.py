@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verifier import paserk, trust
-from verifier.cli.common import parse_duration, print_json, read_public_key, read_secret_key
+from verifier.cli.common import parse_duration, print_json
+from verifier.keyfiles import read_public_key, read_secret_key
 
 
 @dataclass(frozen=True)

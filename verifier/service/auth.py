@@ -1,4 +1,5 @@
-"""Scanner credentials: ``<scanner id>.<secret>``; only SHA-256 of the secret is stored.
+"""Scanner authentication: bearer credentials (see ``verifier.credentials``) checked against
+the hashes in the store.
 
 Scanner and institution records are cached in-process for ``ttl`` seconds so the hot path
 makes exactly one store call (the nonce claim). A revocation therefore takes effect within
@@ -7,37 +8,13 @@ makes exactly one store call (the nonce claim). A revocation therefore takes eff
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
-import secrets
 import time
 from collections.abc import Callable
 
+from verifier.credentials import hash_secret, parse_bearer
 from verifier.records import Institution, Scanner
 from verifier.store.base import Store
-
-_CREDENTIAL = re.compile(r"(s-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})", re.ASCII)
-
-
-def new_credential(institution: str) -> tuple[str, Scanner]:
-    """A fresh credential (shown once) and the record to store (hash only)."""
-    scanner_id = "s-" + secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
-    return f"{scanner_id}.{secret}", Scanner(scanner_id, institution, hash_secret(secret))
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def parse_bearer(header: str | None) -> tuple[str, str] | None:
-    """(scanner id, secret) from an ``Authorization: Bearer`` header, or None."""
-    # The scheme name is case-insensitive (RFC 9110 §11.1).
-    if not header or header[:7].lower() != "bearer ":
-        return None
-    m = _CREDENTIAL.fullmatch(header, 7)
-    return (m[1], m[2]) if m else None
 
 
 class AuthError(Exception):

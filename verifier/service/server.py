@@ -20,8 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from verifier.benefits import BenefitPolicy, load_policy
-from verifier.cli.common import read_public_key
 from verifier.errors import ConfigError
+from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
 from verifier.service.app import Handlers, Runtime, build_app
 from verifier.service.auth import ScannerCache
