@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import orjson
 import pytest
+from redis_server import RedisServer
 
-from verifier.errors import StoreUnavailable
+from verifier import codec
+from verifier.errors import RecordError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store import NEW, REPLAYED, RETRY, MemoryStore, RedisStore, Store
+from verifier.store.keys import holder_key, institution_key, scanner_key
 
 TTL_MS = 60_000
 ALICE = Holder(
@@ -43,6 +47,18 @@ class Harness:
         assert self.redis_url is not None
         # A generous deadline: this suite is about semantics; deadlines are tested separately.
         return RedisStore(self.redis_url, deadline_ms=2_000)
+
+    def put_raw(self, store: Store, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` as it is: a record another tool wrote."""
+        if isinstance(store, MemoryStore):
+            store.put_raw(key, data)
+            return
+        assert self.redis_url is not None
+        client = RedisServer.client_for(self.redis_url)
+        try:
+            client.set(key, data)
+        finally:
+            client.close()
 
     async def advance(self, ms: int) -> None:
         if self.kind == "memory":
@@ -287,5 +303,116 @@ def test_ping_and_closed_store(harness: Harness) -> None:
             await store.claim(ALICE.sub, "n1", "a", None, TTL_MS)
         with pytest.raises(StoreUnavailable):
             await store.ping()
+
+    harness.run(body)
+
+
+# -- records the codec refuses ----------------------------------------------------------------
+
+ID_NUMBER = "11010519491231002X"
+
+
+def _alice_with(**change: object) -> bytes:
+    return orjson.dumps({**codec.holder_to_json(ALICE), **change})
+
+
+# Holder records as another tool might have written them, each with why the codec refuses it.
+UNREADABLE_HOLDERS = [
+    b'{"scheme": "nope"}',  # no sub, status, region; and no such scheme
+    _alice_with(scheme="nope"),  # an unknown enumeration value
+    _alice_with(balance_fen=-100),  # a negative balance
+    _alice_with(id_masked=ID_NUMBER),  # an unmasked ID number
+    _alice_with(balance_fen="12.34"),  # a balance as a string
+    b"\x00\xffnot JSON at all",
+    b"[]",  # JSON, not an object
+]
+
+
+@pytest.mark.parametrize("data", UNREADABLE_HOLDERS)
+def test_unreadable_holder_record_still_consumes_the_nonce(harness: Harness, data: bytes) -> None:
+    """Regression: a holder record the codec refuses made the claim raise (a 503 on Redis, a
+    500 from decide on anything the codec let through) after the nonce was spent, so the
+    patient's rescan was replayed. The claim answers, saying the record was unreadable."""
+
+    async def body(store: Store) -> None:
+        harness.put_raw(store, holder_key(ALICE.sub), data)
+        first = await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
+        assert (first.outcome, first.holder) == (NEW, None)
+        assert first.record_error
+        assert ID_NUMBER not in first.record_error  # safe to log
+        again = await store.claim(ALICE.sub, "n1", "scanner-b", None, TTL_MS)
+        assert (again.outcome, again.holder, again.record_error) == (REPLAYED, None, None)
+        # The retry reads the snapshot kept with the nonce: unreadable too, the same verdict.
+        retry = await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
+        assert (retry.outcome, retry.holder, retry.record_error) == (
+            RETRY,
+            None,
+            first.record_error,
+        )
+        with pytest.raises(RecordError, match="unreadable record"):
+            await store.get_holder(ALICE.sub)
+        # Repaired, the record reads again; the spent nonce stays spent.
+        await store.put_holder(ALICE)
+        fixed = await store.claim(ALICE.sub, "n2", "scanner-a", None, TTL_MS)
+        assert (fixed.outcome, fixed.holder, fixed.record_error) == (NEW, ALICE, None)
+        assert (await store.claim(ALICE.sub, "n1", "scanner-c", None, TTL_MS)).outcome == REPLAYED
+
+    harness.run(body)
+
+
+def test_readable_claims_carry_no_record_error(harness: Harness) -> None:
+    async def body(store: Store) -> None:
+        await store.put_holder(ALICE)
+        known = await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
+        unknown = await store.claim("h-nobody", "n1", "scanner-a", "req-1", TTL_MS)
+        assert known.record_error is None and unknown.record_error is None
+
+    harness.run(body)
+
+
+def test_snapshot_taken_before_the_record_went_bad_still_reads(harness: Harness) -> None:
+    async def body(store: Store) -> None:
+        await store.put_holder(ALICE)
+        await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
+        harness.put_raw(store, holder_key(ALICE.sub), _alice_with(scheme="nope"))
+        retry = await store.claim(ALICE.sub, "n1", "scanner-a", "req-1", TTL_MS)
+        assert (retry.outcome, retry.holder, retry.record_error) == (RETRY, ALICE, None)
+        fresh = await store.claim(ALICE.sub, "n2", "scanner-a", "req-2", TTL_MS)
+        assert (fresh.outcome, fresh.holder) == (NEW, None)
+        assert fresh.record_error is not None and "scheme" in fresh.record_error
+
+    harness.run(body)
+
+
+def test_unreadable_institution_and_scanner_records_raise_on_reading(harness: Harness) -> None:
+    """An admin sees a RecordError; the service, which cannot authenticate on a record it
+    cannot read, sees StoreUnavailable (a 503): the error is both."""
+    bad_inst = b'{"id": "H001", "name": "X", "cards": ["paper"]}'
+    bad_scanner = b'{"id": "S1", "institution": "H001", "secret_hash": "not a hash"}'
+
+    async def body(store: Store) -> None:
+        harness.put_raw(store, institution_key("H001"), bad_inst)
+        harness.put_raw(store, scanner_key("S1"), bad_scanner)
+        with pytest.raises(RecordError, match="vi:H001: unreadable record: institution: cards"):
+            await store.get_institution("H001")
+        with pytest.raises(
+            StoreUnavailable, match="vs:S1: unreadable record: scanner: secret_hash"
+        ):
+            await store.get_scanner("S1")
+
+    harness.run(body)
+
+
+def test_records_the_codec_would_refuse_are_not_written(harness: Harness) -> None:
+    async def body(store: Store) -> None:
+        with pytest.raises(RecordError, match="balance_fen"):
+            await store.put_holder(ALICE._replace(balance_fen=-1))
+        with pytest.raises(RecordError, match="id_masked"):
+            await store.put_holders([BOB, ALICE._replace(id_masked=ID_NUMBER)])
+        with pytest.raises(RecordError, match="secret_hash"):
+            await store.put_scanner(Scanner(id="S1", institution="H001", secret_hash="ab"))
+        assert await store.get_holder(ALICE.sub) is None
+        assert await store.get_holder(BOB.sub) is None  # a chunk with a bad record: none of it
+        assert await store.get_scanner("S1") is None
 
     harness.run(body)

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from verifier import codec
 from verifier.records import Holder
 from verifier.store import NEW, REPLAYED, MemoryStore, open_store
 
@@ -89,5 +90,16 @@ def test_open_store_memory_url() -> None:
         store = await open_store("memory://", deadline_ms=10, allow_eviction=False)
         assert isinstance(store, MemoryStore)
         await store.close()
+
+    asyncio.run(body())
+
+
+def test_records_are_kept_as_the_codecs_bytes_under_the_redis_keys() -> None:
+    async def body() -> None:
+        store = MemoryStore()
+        store.put_raw("vh:{h-alice}", codec.encode_holder(ALICE))
+        assert await store.get_holder(ALICE.sub) == ALICE
+        with pytest.raises(ValueError, match="not a record key"):
+            store.put_raw("vn:{h-alice}:n1", b"a\n")  # nonces are not records
 
     asyncio.run(body())

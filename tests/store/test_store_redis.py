@@ -361,7 +361,11 @@ def test_full_server_fails_closed_and_records_nothing(redis_url: str) -> None:
         client.close()
 
 
-def test_unreadable_data_is_unavailable_not_a_verdict(redis_url: str) -> None:
+def test_unreadable_data_is_a_verdict_and_a_taken_nonce_key_is_unavailable(
+    redis_url: str,
+) -> None:
+    """A record the codec refuses is the claim's to report (the nonce is spent: the token was
+    genuine); a nonce key holding something that is not a string at all is a store problem."""
     client = RedisServer.client_for(redis_url)
     client.set(holder_key("h-bad"), b"{not json")
     client.set(
@@ -369,16 +373,21 @@ def test_unreadable_data_is_unavailable_not_a_verdict(redis_url: str) -> None:
         b'{"sub":"h-bool","status":"active","scheme":"x","region":"1","balance_fen":true}',
     )
     client.lpush(nonce_key(ALICE.sub, "n-list"), b"x")
+    # A snapshot kept with a nonce by an older or foreign writer.
+    client.set(nonce_key(ALICE.sub, "n-old"), b'a\nr1\n{"sub":"h-alice","balance_fen":-1}')
     client.close()
 
     async def body() -> None:
         store = RedisStore(redis_url)
         try:
             for sub in ("h-bad", "h-bool"):
-                with pytest.raises(StoreUnavailable, match="unreadable record"):
-                    await store.claim(sub, "n1", "a", None, TTL_MS)
+                claim = await store.claim(sub, "n1", "a", None, TTL_MS)
+                assert (claim.outcome, claim.holder) == (NEW, None) and claim.record_error
+                assert (await store.claim(sub, "n1", "b", None, TTL_MS)).outcome == REPLAYED
                 with pytest.raises(StoreUnavailable, match="unreadable record"):
                     await store.get_holder(sub)
+            retry = await store.claim(ALICE.sub, "n-old", "a", "r1", TTL_MS)
+            assert (retry.outcome, retry.holder) == (RETRY, None) and retry.record_error
             # Taken by something else: replayed without a request id, unreadable with one.
             assert (await store.claim(ALICE.sub, "n-list", "a", None, TTL_MS)).outcome == REPLAYED
             with pytest.raises(StoreUnavailable, match="WRONGTYPE"):

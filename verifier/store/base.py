@@ -2,15 +2,24 @@
 
 The hot path is a single call, :meth:`Store.claim`, which atomically records the token's
 nonce and reads the holder in one round trip. Everything else is administration.
+
+Every store keeps records as the bytes of :mod:`verifier.codec` and reads them back with
+:func:`claim_result` and :func:`read_record`, so a record in a shape the codec refuses is met
+the same way by each: a claim still consumes the nonce and says the record was unreadable; an
+admin read raises :class:`UnreadableRecord`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from verifier import codec
+from verifier.errors import RecordError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
+
+T = TypeVar("T")
 
 NEW = "new"  # nonce was unused; it is now recorded for `claimant`
 RETRY = "retry"  # nonce already claimed by the same claimant (same scanner + request id)
@@ -24,10 +33,40 @@ class Claim:
     ``holder`` is the holder record as of the *first* claim when ``outcome`` is RETRY and
     the first claim carried a request id (so a retry gets the original verdict), the
     current record when NEW, and None when the holder is unknown or the outcome is REPLAYED.
+
+    ``record_error`` is set (and ``holder`` is None) when that record is stored in a shape the
+    records codec refuses: the nonce was consumed all the same. It says which field is wrong,
+    never its value, so it may be logged.
     """
 
     outcome: str
     holder: Holder | None
+    record_error: str | None = None
+
+
+class UnreadableRecord(RecordError, StoreUnavailable):
+    """A stored record is in a shape the records codec refuses (another tool wrote it, or it
+    is corrupt). A RecordError to an admin reading it; a StoreUnavailable to the service, which
+    cannot authenticate on a scanner or institution record it cannot read (a 503, as for any
+    store it cannot use). The message names the key and the field, never a value."""
+
+
+def claim_result(outcome: str, holder: bytes | None) -> Claim:
+    """The Claim for ``outcome`` and the stored holder bytes (None when there are none)."""
+    if holder is None:
+        return Claim(outcome, None)
+    try:
+        return Claim(outcome, codec.decode_holder(holder))
+    except RecordError as err:
+        return Claim(outcome, None, str(err))
+
+
+def read_record(key: str, data: bytes, decode: Callable[[bytes], T]) -> T:
+    """``decode(data)``, or UnreadableRecord naming ``key``."""
+    try:
+        return decode(data)
+    except RecordError as err:
+        raise UnreadableRecord(f"{key}: unreadable record: {err}") from err
 
 
 class Store(Protocol):
@@ -42,8 +81,9 @@ class Store(Protocol):
         it must never report NEW unless the nonce is durably recorded.
 
         An unknown holder still consumes the nonce (NEW, holder None): the token was used, and
-        enrolling the holder later must not make it usable again. Raises ValueError for an
-        empty ``sub``/``jti``/``claimant``, braces in ``sub``, a newline in ``claimant`` or
+        enrolling the holder later must not make it usable again. So does a holder record (or
+        the snapshot kept for a retry) that the codec refuses: the outcome as usual, holder None
+        and ``record_error`` set, not an exception. Raises ValueError for an empty ``sub``/``jti``/``claimant``, braces in ``sub``, a newline in ``claimant`` or
         ``request_id``, or ``ttl_ms`` <= 0 (see :mod:`verifier.store.keys`).
         """
         ...
@@ -55,7 +95,12 @@ class Store(Protocol):
         """Store many holders (in chunks); ``on_progress(n_done)`` after each. Returns the count."""
         ...
 
-    async def get_holder(self, sub: str) -> Holder | None: ...
+    async def get_holder(self, sub: str) -> Holder | None:
+        """The record, None if there is none, UnreadableRecord if the codec refuses it (as
+        ``get_institution`` and ``get_scanner``). Every ``put_*`` raises RecordError for a
+        record the codec would refuse to read back, and stores nothing."""
+        ...
+
     async def put_institution(self, inst: Institution) -> None: ...
     async def get_institution(self, inst_id: str) -> Institution | None: ...
     async def put_scanner(self, scanner: Scanner) -> None: ...

@@ -2,6 +2,11 @@
 
 Nothing is shared between processes, so two verifier processes on a MemoryStore would each
 accept the same token once: never run more than one process on it.
+
+Records are kept as Redis keeps them: the codec's bytes under the keys of
+:mod:`verifier.store.keys`, read back through the codec on every claim and get, so a record
+the codec refuses behaves here exactly as it does on Redis. :meth:`MemoryStore.put_raw` plants
+such bytes (on Redis, tests SET them).
 """
 
 from __future__ import annotations
@@ -11,20 +16,32 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from verifier import codec
 from verifier.errors import StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
-from verifier.store.base import NEW, REPLAYED, RETRY, Claim
-from verifier.store.keys import check_claim_args, check_sub
+from verifier.store.base import NEW, REPLAYED, RETRY, Claim, claim_result, read_record
+from verifier.store.keys import (
+    HOLDER_PREFIX,
+    INSTITUTION_PREFIX,
+    SCANNER_PREFIX,
+    check_claim_args,
+    holder_key,
+    institution_key,
+    scanner_key,
+)
 
 PROGRESS_EVERY = 1000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class _Nonce:
     claimant: str
     request_id: str  # "" when the first claim carried none
-    holder: Holder | None  # snapshot at first claim, kept only with a request id
+    holder: bytes | None  # the record's bytes at first claim, kept only with a request id
     expires_at: float  # clock seconds; the nonce lives while clock() <= expires_at
 
 
@@ -40,9 +57,7 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._holders: dict[str, Holder] = {}
-        self._institutions: dict[str, Institution] = {}
-        self._scanners: dict[str, Scanner] = {}
+        self._records: dict[str, bytes] = {}  # holders, institutions, scanners by Redis key
         self._nonces: dict[tuple[str, str], _Nonce] = {}
         self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._closed = False
@@ -79,19 +94,19 @@ class MemoryStore:
         key = (sub, jti)
         entry = self._nonces.get(key)
         if entry is None or entry.expires_at < now:
-            holder = self._holders.get(sub)
+            holder = self._records.get(holder_key(sub))
             expires_at = now + ttl_ms / 1000
             self._nonces[key] = _Nonce(claimant, rid, holder if rid else None, expires_at)
             heapq.heappush(self._expiry, (expires_at, key))
-            return Claim(NEW, holder)
+            return claim_result(NEW, holder)
         if rid and entry.claimant == claimant and entry.request_id == rid:
-            return Claim(RETRY, entry.holder)
+            return claim_result(RETRY, entry.holder)
         return Claim(REPLAYED, None)
 
     async def put_holder(self, holder: Holder) -> None:
-        check_sub(holder.sub)
+        key, data = holder_key(holder.sub), codec.encode_holder(holder)
         self._check_open()
-        self._holders[holder.sub] = holder
+        self._records[key] = data
 
     async def put_holders(
         self, holders: Iterable[Holder], on_progress: Callable[[int], None] | None = None
@@ -101,33 +116,44 @@ class MemoryStore:
         done = 0
         it = iter(holders)
         while batch := list(itertools.islice(it, PROGRESS_EVERY)):
-            for holder in batch:
-                check_sub(holder.sub)
-                self._holders[holder.sub] = holder
+            # Encoded before any is kept: a chunk with a bad record stores nothing (as on Redis).
+            self._records.update([(holder_key(h.sub), codec.encode_holder(h)) for h in batch])
             done += len(batch)
             if on_progress is not None:
                 on_progress(done)
         return done
 
     async def get_holder(self, sub: str) -> Holder | None:
-        self._check_open()
-        return self._holders.get(sub)
+        return self._get(holder_key(sub), codec.decode_holder)
 
     async def put_institution(self, inst: Institution) -> None:
+        key, data = institution_key(inst.id), codec.encode_institution(inst)
         self._check_open()
-        self._institutions[inst.id] = inst
+        self._records[key] = data
 
     async def get_institution(self, inst_id: str) -> Institution | None:
-        self._check_open()
-        return self._institutions.get(inst_id)
+        return self._get(institution_key(inst_id), codec.decode_institution)
 
     async def put_scanner(self, scanner: Scanner) -> None:
+        key, data = scanner_key(scanner.id), codec.encode_scanner(scanner)
         self._check_open()
-        self._scanners[scanner.id] = scanner
+        self._records[key] = data
 
     async def get_scanner(self, scanner_id: str) -> Scanner | None:
+        return self._get(scanner_key(scanner_id), codec.decode_scanner)
+
+    def _get(self, key: str, decode: Callable[[bytes], T]) -> T | None:
         self._check_open()
-        return self._scanners.get(scanner_id)
+        data = self._records.get(key)
+        return None if data is None else read_record(key, data, decode)
+
+    def put_raw(self, key: str, data: bytes) -> None:
+        """Keep ``data`` under the record key ``key`` (``vh:{sub}``, ``vi:<id>``, ``vs:<id>``)
+        as it is, without the codec: for tests, a record as another tool might have written it."""
+        if not key.startswith((HOLDER_PREFIX, INSTITUTION_PREFIX, SCANNER_PREFIX)):
+            raise ValueError(f"not a record key: {key!r}")
+        self._check_open()
+        self._records[key] = data
 
     async def ping(self) -> None:
         self._check_open()

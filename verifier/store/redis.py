@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from verifier import codec
-from verifier.errors import ConfigError, RecordError, StoreUnavailable
+from verifier.errors import ConfigError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
-from verifier.store.base import Claim
+from verifier.store.base import Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
 from verifier.store.keys import (
     check_claim_args,
@@ -129,7 +129,7 @@ class RedisStore:
             return None
         if not isinstance(reply, bytes):
             raise StoreUnavailable(f"redis GET {key}: {_describe(reply)}")
-        return _decode(key, reply, decode)
+        return read_record(key, reply, decode)
 
     async def claim(
         self, sub: str, jti: str, claimant: str, request_id: str | None, ttl_ms: int
@@ -170,10 +170,7 @@ class RedisStore:
             )
             if isinstance(reply, ResponseError):
                 raise StoreUnavailable(f"redis claim: {_describe(reply)}")
-        outcome, holder = parse_claim_reply(reply)
-        if holder is None:
-            return Claim(outcome, None)
-        return Claim(outcome, _decode(holder_key(sub), holder, codec.decode_holder))
+        return claim_result(*parse_claim_reply(reply))
 
     async def put_holder(self, holder: Holder) -> None:
         await self._set(holder_key(holder.sub), codec.encode_holder(holder))
@@ -275,10 +272,3 @@ def _describe(reply: object) -> str:
     if isinstance(reply, ResponseError):
         return f"{type(reply).__name__}: {reply}"
     return f"unexpected reply {reply!r:.200}"
-
-
-def _decode(key: str, data: bytes, decode: Callable[[bytes], T]) -> T:
-    try:
-        return decode(data)
-    except RecordError as err:
-        raise StoreUnavailable(f"redis {key}: unreadable record: {err}") from err
