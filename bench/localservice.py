@@ -21,10 +21,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from verifier import registry
+from verifier.config import load_settings
 from verifier.credentials import new_credential
 from verifier.errors import VerifierError
 from verifier.records import Institution
-from verifier.service.config import load_settings
 from verifier.service.server import install_uvloop, open_runtime, start_site
 from verifier.store.memory import MemoryStore
 

@@ -396,6 +396,74 @@ def test_revoke_unknown_scanner_exits_1(store_env: str, capsys: pytest.CaptureFi
     assert_one_error_line(err, "no scanner 's-000000000000'")
 
 
+# -- where the store is named: one loader with `verifier serve` ----------------------------
+
+
+PUT_H1 = (
+    "registry",
+    "put",
+    "h-1",
+    "--status",
+    "active",
+    "--scheme",
+    "employee",
+    "--region",
+    "110105",
+)
+
+
+@pytest.fixture
+def no_store_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VERIFIER_STORE", "VERIFIER_ALLOW_EVICTION", "VERIFIER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_store_env")
+def test_the_config_file_names_the_store(
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # Regression: the admin commands read VERIFIER_STORE themselves and ignored
+    # VERIFIER_CONFIG, so they wrote to the default store instead of the configured one.
+    config = tmp_path / "verifier.toml"
+    # The file `verifier serve` reads: its service-only keys are no error here.
+    config.write_text(f'store = "{redis_url}"\ntrust_list = "trust.paseto"\nworkers = 2\n')
+    monkeypatch.setenv("VERIFIER_CONFIG", str(config))
+    code, _, err = run(capsys, *PUT_H1)
+    assert code == 0, err
+    assert read_back(redis_url, "h-1") is not None
+
+
+@pytest.mark.usefixtures("no_store_env")
+def test_store_and_config_flags(
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "verifier.toml"
+    config.write_text(f'store = "{redis_url}"\n')
+    code, _, err = run(capsys, *PUT_H1, "--config", str(config))
+    assert code == 0, err
+    monkeypatch.setenv("VERIFIER_STORE", closed_port_url())  # the flag beats the variable
+    code, out, err = run(capsys, "registry", "get", "h-1", "--store", redis_url)
+    assert code == 0, err
+    assert json.loads(out)["sub"] == "h-1"
+
+
+@pytest.mark.usefixtures("no_store_env")
+def test_memory_store_in_the_config_file_is_refused_naming_the_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "verifier.toml"
+    config.write_text('store = "memory://"\n')
+    code, out, err = run(capsys, "scanners", "revoke", "s-000000000000", "--config", str(config))
+    assert code != 0 and out == ""
+    assert_one_error_line(err, f"config file {config}, key store", "memory://", "verifier demo")
+
+
 # -- refusals and failures --------------------------------------------------------------------
 
 COMMANDS = [

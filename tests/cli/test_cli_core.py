@@ -159,3 +159,28 @@ def test_help_everywhere(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("VERIFIER_EXP_LEEWAY", "1000"),  # cap 300
+        ("VERIFIER_FUTURE_LEEWAY", "61"),  # cap 60
+        ("VERIFIER_MAX_LIFETIME", "3601"),  # cap 3600
+    ],
+)
+def test_serve_refuses_a_leeway_above_its_cap_naming_the_variable(
+    keys: Path, capsys, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # Regression: the settings loader accepted VERIFIER_EXP_LEEWAY=1000 and start-up then
+    # failed with "policy.exp_leeway must be an integer in [0, 300]", naming no variable.
+    for name in [n for n in os.environ if n.startswith("VERIFIER_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("VERIFIER_TRUST_LIST", str(keys / "trust.paseto"))
+    monkeypatch.setenv("VERIFIER_ROOT_KEY", str(keys / "root.public"))
+    monkeypatch.setenv("VERIFIER_STORE", "memory://")
+    monkeypatch.setenv("VERIFIER_LISTEN", "127.0.0.1:0")
+    monkeypatch.setenv(variable, value)
+    code, out, err = run(capsys, "serve")
+    assert code == 2 and out == ""
+    assert err.startswith(f"verifier: error: {variable}: ") and err.count("\n") == 1, err

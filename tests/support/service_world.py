@@ -17,10 +17,10 @@ import aiohttp
 import orjson
 
 from verifier import paserk, tokens, trust
+from verifier.config import Settings, load_settings
 from verifier.credentials import new_credential
 from verifier.records import Institution
 from verifier.registry import holder_from_fields
-from verifier.service.config import Settings, load_settings
 from verifier.service.server import open_runtime, start_site
 from verifier.store.base import Store
 

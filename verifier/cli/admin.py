@@ -1,71 +1,75 @@
 """Plumbing shared by the admin commands (`registry`, `institutions`, `scanners`).
 
-They all write to the store the service reads, named by VERIFIER_STORE. A ``memory://`` store
-lives inside one serving process, so it is refused here: there is nothing to write to. Store
-failures become one line that names the URL scheme only (the URL may carry a password).
+They all write to the store the service reads: --store, VERIFIER_STORE or the ``store`` key of
+the config file (--config, VERIFIER_CONFIG), read by the loader `verifier serve` uses
+(:mod:`verifier.config`), which refuses ``memory://``: it lives inside one serving process, so
+there is nothing to write to. Store failures become one line that names the URL scheme only
+(the URL may carry a password).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
+from verifier.config import AdminSettings, load
 from verifier.errors import ConfigError, StoreUnavailable
-from verifier.service.config import parse_bool
 from verifier.store import Store, open_store
 
 T = TypeVar("T")
 
-DEFAULT_STORE = "redis://127.0.0.1:6379/0"
 # Admin calls are rare and may cross a network: a generous deadline, not the hot path's 50 ms.
 ADMIN_DEADLINE_MS = 2000
 
 STORE_EPILOG = (
-    "The store is named by VERIFIER_STORE (default redis://127.0.0.1:6379/0; rediss:// for "
+    "The store is named by --store, else VERIFIER_STORE, else the 'store' key of the TOML file "
+    "named by --config or VERIFIER_CONFIG (default redis://127.0.0.1:6379/0; rediss:// for "
     "TLS). memory:// cannot be used: it lives inside one serving process (try `verifier demo`). "
-    "Set VERIFIER_ALLOW_EVICTION=1 to write to a Redis whose maxmemory-policy is not noeviction."
+    "--allow-eviction (VERIFIER_ALLOW_EVICTION=1) writes to a Redis whose maxmemory-policy is "
+    "not noeviction."
 )
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the rule records.py ids follow (see registry.py)
 
 
-@dataclass(frozen=True)
-class StoreOptions:
-    """Where the admin commands write, read once from the environment."""
+def store_flags() -> argparse.ArgumentParser:
+    """A parent parser with the flags every admin command takes (--store, --config, …)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("store")
+    g.add_argument("--store", metavar="URL", help="redis://… or rediss://… (VERIFIER_STORE)")
+    g.add_argument("--config", metavar="FILE", help="TOML config file (VERIFIER_CONFIG)")
+    g.add_argument(
+        "--allow-eviction",
+        action="store_const",
+        const=True,
+        help="write to a Redis whose maxmemory-policy may evict (VERIFIER_ALLOW_EVICTION)",
+    )
+    return p
 
-    url: str = DEFAULT_STORE
-    allow_eviction: bool = False
+
+def admin_settings(a: argparse.Namespace, environ: Mapping[str, str]) -> AdminSettings:
+    """AdminSettings from the flags of :func:`store_flags`, ``environ`` and the config file."""
+    overrides = {"store": a.store, "allow_eviction": a.allow_eviction}
+    return load(AdminSettings, environ, overrides, a.config)
 
 
-def store_options(environ: Mapping[str, str]) -> StoreOptions:
-    """StoreOptions from VERIFIER_STORE and VERIFIER_ALLOW_EVICTION in ``environ``."""
-    url = environ.get("VERIFIER_STORE", "").strip() or DEFAULT_STORE
-    allow = parse_bool("VERIFIER_ALLOW_EVICTION", environ.get("VERIFIER_ALLOW_EVICTION", ""))
-    return StoreOptions(url, allow)
-
-
-def with_store(opts: StoreOptions, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(opts: AdminSettings, work: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store, run ``work`` on it, close it; return what ``work`` returned.
 
-    Raises ConfigError for memory:// or an unusable URL, and StoreUnavailable with a one-line,
-    password-free message when the store does not answer.
+    ``opts`` are settings as :func:`admin_settings` returns them (memory:// already refused).
+    Raises StoreUnavailable with a one-line, password-free message when the store does not
+    answer.
     """
-    scheme = urlsplit(opts.url).scheme
-    if scheme == "memory":
-        raise ConfigError(
-            "VERIFIER_STORE is memory://, which lives inside one serving process, so admin "
-            "commands cannot reach it; point VERIFIER_STORE at Redis (redis://host:port/db), "
-            "or use `verifier demo` for a self-contained demo"
-        )
+    scheme = urlsplit(opts.store).scheme
 
     async def run() -> T:
         store = await open_store(
-            opts.url, deadline_ms=ADMIN_DEADLINE_MS, allow_eviction=opts.allow_eviction
+            opts.store, deadline_ms=ADMIN_DEADLINE_MS, allow_eviction=opts.allow_eviction
         )
         try:
             return await work(store)
@@ -75,10 +79,10 @@ def with_store(opts: StoreOptions, work: Callable[[Store], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except StoreUnavailable as err:
-        detail = _redact(str(err).splitlines()[0] if str(err) else "", opts.url)
+        detail = _redact(str(err).splitlines()[0] if str(err) else "", opts.store)
         raise StoreUnavailable(
             f"the store at {scheme}:// did not answer ({detail}); "
-            "is it running, and is VERIFIER_STORE right?"
+            "is it running, and is the store URL right?"
         ) from err
 
 

@@ -22,11 +22,11 @@ import orjson
 
 from verifier import paserk, tokens, trust
 from verifier.cli.common import qr_text
+from verifier.config import load_settings
 from verifier.credentials import new_credential
 from verifier.errors import ConfigError
 from verifier.records import Institution
 from verifier.registry import holder_from_fields
-from verifier.service.config import load_settings
 from verifier.service.server import install_uvloop, open_runtime, start_site
 from verifier.store.memory import MemoryStore
 

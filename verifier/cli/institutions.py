@@ -7,14 +7,15 @@ import os
 from dataclasses import dataclass
 
 from verifier import registry
-from verifier.cli.admin import STORE_EPILOG, StoreOptions, check_id, fail, store_options, with_store
+from verifier.cli.admin import STORE_EPILOG, admin_settings, check_id, fail, store_flags, with_store
 from verifier.cli.common import print_json
+from verifier.config import AdminSettings
 from verifier.records import CARD_TYPES
 
 
 @dataclass(frozen=True)
 class PutOptions:
-    store: StoreOptions
+    store: AdminSettings
     inst_id: str
     name: str
     cards: str
@@ -23,7 +24,7 @@ class PutOptions:
 
 @dataclass(frozen=True)
 class GetOptions:
-    store: StoreOptions
+    store: AdminSettings
     inst_id: str
 
 
@@ -38,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     put = ins.add_parser(
         "put",
+        parents=[store_flags()],
         help="add or replace one institution; print the stored record",
         description="Store INST as designated and enabled for the card types in --cards "
         "(replacing any record with the same id), and print the stored record as JSON. "
@@ -62,6 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     get = ins.add_parser(
         "get",
+        parents=[store_flags()],
         help="print one institution's stored record",
         description="Print the stored record of INST as JSON; exit 1 if there is none.",
         epilog=STORE_EPILOG,
@@ -71,12 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_put(a: argparse.Namespace) -> int:
-    opts = PutOptions(store_options(os.environ), a.inst_id, a.name, a.cards, not a.disable)
+    opts = PutOptions(admin_settings(a, os.environ), a.inst_id, a.name, a.cards, not a.disable)
     return put_institution(opts)
 
 
 def _run_get(a: argparse.Namespace) -> int:
-    return get_institution(GetOptions(store_options(os.environ), a.inst_id))
+    return get_institution(GetOptions(admin_settings(a, os.environ), a.inst_id))
 
 
 def put_institution(opts: PutOptions) -> int:

@@ -12,13 +12,14 @@ from verifier import registry
 from verifier.cli.admin import (
     STORE_EPILOG,
     Progress,
-    StoreOptions,
+    admin_settings,
     check_id,
     fail,
-    store_options,
+    store_flags,
     with_store,
 )
 from verifier.cli.common import print_json
+from verifier.config import AdminSettings
 from verifier.errors import ConfigError, RecordError, StoreUnavailable
 from verifier.records import HOLDER_STATUSES, PHYSICAL_CARD_STATES, SCHEMES, Holder
 from verifier.store import Store
@@ -49,7 +50,7 @@ already in the store with the same sub is replaced.
 
 @dataclass(frozen=True)
 class PutOptions:
-    store: StoreOptions
+    store: AdminSettings
     sub: str
     status: str
     scheme: str
@@ -62,13 +63,13 @@ class PutOptions:
 
 @dataclass(frozen=True)
 class GetOptions:
-    store: StoreOptions
+    store: AdminSettings
     sub: str
 
 
 @dataclass(frozen=True)
 class ImportOptions:
-    store: StoreOptions
+    store: AdminSettings
     path: Path
 
 
@@ -83,6 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     put = rs.add_parser(
         "put",
+        parents=[store_flags()],
         help="add or replace one holder; print the stored (masked) record",
         description="Validate one holder, store it (replacing any with the same SUB) and "
         "print the stored record as JSON. Name and ID number are stored masked only.",
@@ -105,6 +107,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     get = rs.add_parser(
         "get",
+        parents=[store_flags()],
         help="print one holder's stored (masked) record",
         description="Print the stored record of SUB as JSON; exit 1 if there is none.",
         epilog=STORE_EPILOG,
@@ -114,6 +117,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     imp = rs.add_parser(
         "import",
+        parents=[store_flags()],
         help="check a JSONL file of holders, then store them all",
         description="Import holders from a JSON Lines file, all or nothing as far as "
         "checking goes; progress is shown on standard error, the count on standard output.",
@@ -129,7 +133,7 @@ def _run_put(a: argparse.Namespace) -> int:
     if id_number == "-":
         id_number = sys.stdin.readline().strip()
     opts = PutOptions(
-        store_options(os.environ),
+        admin_settings(a, os.environ),
         a.sub,
         a.status,
         a.scheme,
@@ -143,11 +147,11 @@ def _run_put(a: argparse.Namespace) -> int:
 
 
 def _run_get(a: argparse.Namespace) -> int:
-    return get_holder(GetOptions(store_options(os.environ), a.sub))
+    return get_holder(GetOptions(admin_settings(a, os.environ), a.sub))
 
 
 def _run_import(a: argparse.Namespace) -> int:
-    return import_holders(ImportOptions(store_options(os.environ), Path(a.file)))
+    return import_holders(ImportOptions(admin_settings(a, os.environ), Path(a.file)))
 
 
 def put_holder(opts: PutOptions) -> int:

@@ -8,7 +8,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from verifier.cli.admin import STORE_EPILOG, StoreOptions, check_id, fail, store_options, with_store
+from verifier.cli.admin import STORE_EPILOG, admin_settings, check_id, fail, store_flags, with_store
+from verifier.config import AdminSettings
 from verifier.credentials import new_credential
 from verifier.errors import ConfigError
 from verifier.records import Institution, Scanner
@@ -17,13 +18,13 @@ from verifier.store import Store
 
 @dataclass(frozen=True)
 class AddOptions:
-    store: StoreOptions
+    store: AdminSettings
     institution: str
 
 
 @dataclass(frozen=True)
 class RevokeOptions:
-    store: StoreOptions
+    store: AdminSettings
     scanner_id: str
 
 
@@ -38,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     add = sc.add_parser(
         "add",
+        parents=[store_flags()],
         help="issue a credential for a new scanner of an institution",
         description="Create a scanner of INST and print its credential <scanner id>.<secret> "
         "on standard output, once: only a SHA-256 hash of the secret is stored, so it cannot "
@@ -49,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     revoke = sc.add_parser(
         "revoke",
+        parents=[store_flags()],
         help="revoke a scanner's credential",
         description="Mark scanner ID revoked: its calls get 403 scanner_revoked within the "
         "service's auth cache time (VERIFIER_AUTH_CACHE_SECONDS, default 2 s). Exit 1 if "
@@ -60,11 +63,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_add(a: argparse.Namespace) -> int:
-    return add_scanner(AddOptions(store_options(os.environ), a.institution))
+    return add_scanner(AddOptions(admin_settings(a, os.environ), a.institution))
 
 
 def _run_revoke(a: argparse.Namespace) -> int:
-    return revoke_scanner(RevokeOptions(store_options(os.environ), a.scanner_id))
+    return revoke_scanner(RevokeOptions(admin_settings(a, os.environ), a.scanner_id))
 
 
 def add_scanner(opts: AddOptions) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from verifier.service.config import load_settings
+from verifier.config import load_settings
 from verifier.service.server import serve
 
 

@@ -20,12 +20,12 @@ from typing import Any
 from aiohttp import web
 
 from verifier.benefits import BenefitPolicy, load_policy
+from verifier.config import Settings
 from verifier.errors import ConfigError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
 from verifier.service.app import Handlers, Runtime, build_app
 from verifier.service.auth import ScannerCache
-from verifier.service.config import Settings
 from verifier.service.fastpath import Front
 from verifier.service.metrics import Metrics
 from verifier.service.pipeline import Pipeline
