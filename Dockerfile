@@ -32,6 +32,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 # --- builder: build the wheel, install it and its dependencies into /opt/venv ----------------
+# The wheel without extras: only what `verifier serve` needs (no qrcode, no matplotlib).
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -7,9 +7,9 @@ server's response; reads and writes are C calls that return at once) and a fake 
 (0.7 µs per reading), runs it under callgrind for N and 3N requests, and prints the
 difference per request: start-up cancels out, system calls are not counted.
 
-    python docs/engine_instructions.py [CONNECTIONS] [N]      # needs valgrind
+    python experiments/engine_instructions.py [CONNECTIONS] [N]      # needs valgrind
 
-The figures in docs/PERFORMANCE.md §3 ("found by counting instructions") come from it.
+docs/PERFORMANCE.md ("Bench vs wrk") quotes its counts.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def drive(requests: int, connections: int) -> None:
     run = engine.run
     engine.conns, engine.socks, engine.connecting, engine.fds = {}, {}, {}, list(fds)
     engine.missing = engine.retry_at = 0
-    engine.poller = types.SimpleNamespace(poll=lambda timeout=-1: events if run.inflight else [])
+    poll = types.SimpleNamespace(poll=lambda timeout=-1: events if run.inflight else [])
+    engine.poller = poll  # type: ignore[assignment]
     for fd in fds:
         conn = Connection(run, fd, len, None, engine.drop)  # write: len(), a C call
         engine.conns[fd] = conn

@@ -1,6 +1,6 @@
-"""What a block-and-wake costs on this machine (docs/PERFORMANCE.md §2, latency).
+"""What a block-and-wake costs on this machine (the latency floor in docs/PERFORMANCE.md).
 
-    python docs/vm_wakeup.py
+    python experiments/vm_wakeup.py
 
 1. Two processes pass one byte back and forth over a socketpair, on one core and across two,
    with and without a pause between round trips: the round-trip time.
@@ -8,7 +8,7 @@
 3. A spinning loop on every core at once (no system calls): how much of its time the machine
    takes away, in gaps of more than 50 µs (host stalls, interrupts, other tasks).
 
-    python docs/vm_wakeup.py --cyclictest HISTOGRAM
+    python experiments/vm_wakeup.py --cyclictest HISTOGRAM
 
 summarises a histogram written by ``cyclictest -h N`` (Debian's rt-tests), e.g.
 ``cyclictest -m -t2 -a0,1 -i 500 -D 60 -q -h 20000 > hist.txt``: per thread, the share of
@@ -126,15 +126,15 @@ if __name__ == "__main__":
         )
         print(f"  {how:24s}: {verify_after(gap, spin)}")
     print("a spinning loop on every core at once, 10 s")
-    cores = sorted({0, other})  # this process is pinned to core 0 by now
+    spinners = sorted({0, other})  # this process is pinned to core 0 by now
     children = []
-    for core in cores[1:]:
+    for core in spinners[1:]:
         pid = os.fork()
         if pid == 0:
             print(f"  {stalls(core, 10)}", flush=True)
             os._exit(0)
         children.append(pid)
-    print(f"  {stalls(cores[0], 10)}", flush=True)
+    print(f"  {stalls(spinners[0], 10)}", flush=True)
     for pid in children:
         os.waitpid(pid, 0)
     sys.exit(0)

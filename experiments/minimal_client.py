@@ -7,7 +7,7 @@ every response a poll returns, then writes the next request on each of those con
 ``epoll``/``read``/``write`` allow; the bench's distance from it is the price of checking
 and timing every answer. ``scripts/vs-wrk`` runs it as the variant ``minimal``.
 
-    python docs/minimal_client.py CONNECTIONS SECONDS [PORT]
+    python experiments/minimal_client.py CONNECTIONS SECONDS [PORT]
 
 Prints one JSON line: ``achieved_rps`` and the process's user and system CPU-µs per request.
 """
