@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -396,6 +398,44 @@ def test_unreadable_data_is_a_verdict_and_a_taken_nonce_key_is_unavailable(
             await store.close()
 
     asyncio.run(body())
+
+
+# Run with redis-py made unimportable: the store's runtime needs hiredis alone.
+_WITHOUT_REDIS_PY = """
+import asyncio, sys
+sys.modules["redis"] = None
+from verifier.records import Holder
+from verifier.store import RedisStore
+from verifier.store.resp import RespError
+
+async def main():
+    store = RedisStore(sys.argv[1])
+    try:
+        await store.put_holder(Holder("h1", "active", "resident", "110105"))
+        claims = [await store.claim("h1", "n1", c, None, 60000) for c in ("a", "b")]
+        print(*(c.outcome for c in claims))
+    finally:
+        await store.close()
+
+asyncio.run(main())
+assert RespError("NOSCRIPT No matching script").code == "NOSCRIPT"
+"""
+
+
+def test_the_store_runs_without_redis_py(redis_url: str) -> None:
+    """Regression: store/redis.py imported redis-py for three exception classes alone, so
+    redis-py was a runtime dependency; error replies are now resp.RespError values."""
+    client = RedisServer.client_for(redis_url)
+    client.script_flush()  # the first claim goes NOSCRIPT -> EVAL
+    client.close()
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_REDIS_PY, redis_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [NEW, REPLAYED]
 
 
 # -- open_store -----------------------------------------------------------------------------

@@ -28,8 +28,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-
 from verifier import codec
 from verifier.errors import ConfigError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
@@ -88,17 +86,15 @@ class RedisStore:
     async def _send_and_read(
         self, commands: Sequence[Command], deadline: float | None = None
     ) -> list[object]:
-        """Send ``commands`` on the shared connection; error replies come back as values.
+        """Send ``commands`` on the shared connection; error replies come back as RespError values.
 
         A caller that gives up (deadline, cancellation) leaves its replies to be consumed, in
         order, by its own abandoned futures: a late reply never reaches a later call.
         """
         if len(commands) == 1:
-            replies = [await self._conn.call(pack(*commands[0]), deadline)]
-        else:
-            calls = (self._conn.call(pack(*c), deadline) for c in commands)
-            replies = list(await asyncio.gather(*calls))
-        return [_as_redis_error(r) if isinstance(r, RespError) else r for r in replies]
+            return [await self._conn.call(pack(*commands[0]), deadline)]
+        calls = (self._conn.call(pack(*c), deadline) for c in commands)
+        return list(await asyncio.gather(*calls))
 
     async def _call(self, what: str, deadline: float, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work`` within ``deadline`` seconds; map every failure to StoreUnavailable."""
@@ -109,12 +105,12 @@ class RedisStore:
                 return await work()
         except TimeoutError as err:
             raise StoreUnavailable(f"redis {what}: no reply within {deadline * 1000:g} ms") from err
-        except (RedisError, OSError, ssl.SSLError) as err:
+        except (RespError, OSError, ssl.SSLError) as err:  # OSError: ConnectionDown too
             raise StoreUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
 
     async def _command(self, what: str, *command: str | bytes | int) -> object:
         [reply] = await self._call(what, self._deadline, lambda: self._send_and_read([command]))
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, RespError):
             raise StoreUnavailable(f"redis {what}: {_describe(reply)}")
         return reply
 
@@ -161,14 +157,14 @@ class RedisStore:
         except (OSError, ssl.SSLError) as err:
             raise StoreUnavailable(f"redis claim: {type(err).__name__}: {err}") from err
         if isinstance(reply, RespError):
-            if not str(reply).startswith("NOSCRIPT"):
-                raise StoreUnavailable(f"redis claim: {_describe(_as_redis_error(reply))}")
+            if reply.code != "NOSCRIPT":
+                raise StoreUnavailable(f"redis claim: {_describe(reply)}")
             # Script cache empty (restart, failover): send the script itself once.
             args = (2, hk, nk, cl, rid, ttl_ms)
             [reply] = await self._call(
                 "claim", self._deadline, lambda: self._send_and_read([("EVAL", CLAIM_LUA, *args)])
             )
-            if isinstance(reply, ResponseError):
+            if isinstance(reply, RespError):
                 raise StoreUnavailable(f"redis claim: {_describe(reply)}")
         return claim_result(*parse_claim_reply(reply))
 
@@ -233,7 +229,7 @@ class RedisStore:
         )
         if isinstance(reply, dict):  # RESP3
             reply = [item for pair in reply.items() for item in pair]
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, RespError):
             problem = (
                 f"CONFIG GET is not permitted on this Redis ({reply}), so its "
                 "maxmemory-policy cannot be checked"
@@ -262,13 +258,7 @@ class RedisStore:
 _CLAIM_PREFIX = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % CLAIM_SHA.encode()
 
 
-def _as_redis_error(err: RespError) -> ResponseError:
-    """Error replies as redis-py's exception classes (NOSCRIPT is told apart)."""
-    text = str(err)
-    return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
-
-
 def _describe(reply: object) -> str:
-    if isinstance(reply, ResponseError):
-        return f"{type(reply).__name__}: {reply}"
+    if isinstance(reply, RespError):
+        return f"error reply: {reply}"
     return f"unexpected reply {reply!r:.200}"

@@ -33,6 +33,11 @@ import hiredis
 class RespError(Exception):
     """An error reply from Redis (``-ERR …``), returned as a value by :meth:`call`."""
 
+    @property
+    def code(self) -> str:
+        """The reply's first word, e.g. ``ERR``, ``NOSCRIPT``, ``OOM``, ``WRONGTYPE``."""
+        return str(self).split(" ", 1)[0]
+
 
 class ConnectionDown(ConnectionError):
     """The connection was lost, refused or declared stalled."""
