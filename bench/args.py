@@ -70,6 +70,10 @@ class Slo:
         return f"p{self.percentile:g}<={self.limit_us:g}µs"
 
 
+#: The product's latency goal (docs/PERFORMANCE.md): client p99 ≤ 1 ms and p99.9 ≤ 2 ms.
+DEFAULT_SLOS = (Slo(99.0, 1000.0), Slo(99.9, 2000.0))
+
+
 def parse_slo(text: str) -> Slo:
     """``"p99=1ms"``, ``"p99.9=500us"``, ``"max=10ms"`` → :class:`Slo`."""
     name, sep, limit = text.partition("=")
@@ -83,6 +87,23 @@ def parse_slo(text: str) -> Slo:
     if not name.startswith(("p", "max")) or not 0 < percentile <= 100:
         raise argparse.ArgumentTypeError(f"bad percentile in SLO {text!r}")
     return Slo(percentile, parse_duration(limit) * 1e6)
+
+
+def add_slo_argument(parser: argparse.ArgumentParser) -> None:
+    """``--slo p99=1ms`` (repeatable): the objectives a run is shown against."""
+    parser.add_argument(
+        "--slo",
+        type=parse_slo,
+        action="append",
+        metavar="pQ=LIMIT",
+        help="latency objective for the report and plot, repeatable"
+        " (default: p99=1ms and p99.9=2ms)",
+    )
+
+
+def slos_from(ns: argparse.Namespace) -> tuple[Slo, ...]:
+    """The ``--slo`` values given, or :data:`DEFAULT_SLOS`."""
+    return tuple(ns.slo) if ns.slo else DEFAULT_SLOS
 
 
 def add_load_arguments(parser: argparse.ArgumentParser, *, duration: str = "30s") -> None:

@@ -4,6 +4,9 @@ Every subcommand lives in its own module, listed in :data:`COMMANDS`. A command 
 provides ``add_parser(subparsers)``, which adds its sub-parser and sets ``handler``: a
 function from the parsed ``argparse.Namespace`` to an exit status. To add a command
 (``corpus``, ``race``, ``quick`` …), write such a module and append one line here.
+
+``bench --version`` prints the code version: the package version and, from a git
+checkout, the commit (the same text the report and the plot carry).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from bench.results import current_code_version
 from bench.runner import SettingsError
 
 #: (subcommand, module) in the order ``bench --help`` lists them.
@@ -30,11 +35,23 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: asks git only when given, not on every ``bench`` start."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"bench {current_code_version()}")
+        parser.exit()
+
+
 def build_parser(commands: Sequence[tuple[str, str]] | None = None) -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per entry of *commands* (:data:`COMMANDS`)."""
     parser = argparse.ArgumentParser(
         prog="bench", description="Open-loop load-test bench for the QR token verifier."
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the code version")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for _, module in COMMANDS if commands is None else commands:
         importlib.import_module(module).add_parser(sub)

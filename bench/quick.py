@@ -1,7 +1,7 @@
 """``bench quick``: a first load test in one command, right after ``pip install -e .``.
 
     bench quick [--store memory:// | redis://HOST:PORT/DB] [--out DIR] [--duration 10s]
-                [--rate 500] [--connections 16]
+                [--rate 500] [--connections 16] [--slo p99=1ms …]
 
 1. Makes throw-away keys, a root-signed trust list and a corpus (:mod:`bench.corpus`) in a
    temporary directory.
@@ -11,11 +11,11 @@
 3. Runs the standard scenario with the bench's engine (:func:`bench.runner.run`): open loop
    at ``--rate`` requests per second, one generating process, 1 s of warm-up, then
    ``--duration`` measured, every response checked against the corpus's oracle.
-4. Prints the report table and writes ``bench-quick.json`` (the results document) and
-   ``bench-quick.png`` (the plot) into ``--out``.
+4. Writes ``bench-quick.json`` (the results document) and ``bench-quick.png`` (the plot)
+   into ``--out``, then prints the report, whose last line is the verdict.
 
-Exit status: 0 when every response matched its expected verdict and no request failed,
-1 otherwise, 2 when the set-up itself failed.
+Exit status: 0 for a valid run in which every response matched its expected verdict and
+no request failed, 1 for an INVALID or FAILED run, 2 when the set-up itself failed.
 """
 
 from __future__ import annotations
@@ -27,15 +27,24 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import plot, results, runner
-from bench.args import parse_duration, positive_float, positive_int
+from bench.args import (
+    DEFAULT_SLOS,
+    Slo,
+    add_slo_argument,
+    parse_duration,
+    positive_float,
+    positive_int,
+    slos_from,
+)
 from bench.corpus import REGISTRY, CorpusOptions
 from bench.corpus_cmd import generate_with_bar
 from bench.corpus_format import CorpusError
 from bench.corpus_plan import CorpusPlanError
 from bench.localservice import LocalServiceConfig, LocalServiceError, local_service
-from bench.report import print_progress, render
+from bench.report import print_progress, render, verdict
 from verifier import paserk, trust
 from verifier.errors import VerifierError
 
@@ -55,6 +64,7 @@ class QuickOptions:
     duration_s: float = 10.0
     rate: float = 500.0
     connections: int = 16
+    slos: tuple[Slo, ...] = DEFAULT_SLOS
 
 
 def corpus_size(opts: QuickOptions) -> int:
@@ -95,19 +105,21 @@ def quick(opts: QuickOptions) -> int:
     ) as err:
         print(f"bench quick: error: {err}", file=sys.stderr)
         return 2
-    doc = results.build(outcome)
-    opts.out.mkdir(parents=True, exist_ok=True)
-    results.write(doc, opts.out / RESULTS)
-    plot.draw(doc, opts.out / PLOT)
-    print(render(doc))
-    requests = doc["requests"]
-    ok = requests["mismatches"] == 0 and requests["errors"] == 0 and requests["completed"] > 0
-    print(
-        f"\n{'OK' if ok else 'FAILED'}: {requests['completed']} responses,"
-        f" {requests['mismatches']} oracle mismatches, {requests['errors']} errors."
-        f" Wrote {opts.out / RESULTS} and {opts.out / PLOT}."
-    )
-    return 0 if ok else 1
+    return finish(results.build(outcome, slos=opts.slos), opts.out)
+
+
+def finish(doc: dict[str, Any], out: Path) -> int:
+    """Write the results and the plot, print the report (verdict last); the exit status."""
+    out.mkdir(parents=True, exist_ok=True)
+    results.write(doc, out / RESULTS)
+    try:
+        plot.draw(doc, out / PLOT)
+        wrote = f"{out / RESULTS} and {out / PLOT}"
+    except plot.PlotUnavailable as err:
+        wrote = f"{out / RESULTS} (no plot: {err})"
+    print(f"bench quick: wrote {wrote}", file=sys.stderr, flush=True)
+    print(render(doc), flush=True)
+    return 0 if verdict(doc)[0] else 1
 
 
 def _run_in(directory: Path, opts: QuickOptions) -> runner.RunOutcome:
@@ -154,6 +166,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=parse_duration, default=10.0, help="measured time (10s)")
     p.add_argument("--rate", type=positive_float, default=500.0, help="requests/s (500)")
     p.add_argument("--connections", type=positive_int, default=16, help="connections (16)")
+    add_slo_argument(p)
     p.set_defaults(
-        handler=lambda a: quick(QuickOptions(a.store, a.out, a.duration, a.rate, a.connections))
+        handler=lambda a: quick(
+            QuickOptions(a.store, a.out, a.duration, a.rate, a.connections, slos_from(a))
+        )
     )

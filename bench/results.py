@@ -18,11 +18,16 @@ Top-level keys of a ``qr-bench-results`` document (``schema_version`` 1)::
                                     #   the window: stragglers, not a whole second)}
     generator{cpu_s, cpu_user_s, cpu_system_s, cpu_us_per_request, processes[]}
     histograms{latency, service_time, send_lag}   # compact HDR form (bench.histogram)
-    settings{…}, corpus{…}, provenance{started_at, git_revision, python, packages, cpu, …}
+    slos[]                          # {objective, percentile, limit_us, observed_us, met}
+                                    #   (latency objectives; absent from older documents)
+    settings{…}, corpus{…}, provenance{started_at, bench_version, git_revision, git_dirty,
+                                       python, packages, cpu, …}
 
 Latency is completion − intended send time; service time is completion − actual send;
 send lag is actual − intended. A run is invalid (not merely slower) when the generator
-could not keep to the schedule, so a lower achieved rate is never reported quietly.
+could not keep to the schedule, so a lower achieved rate is never reported quietly. Whether
+the run met its SLOs is recorded beside validity, not folded into it: a valid run that
+misses its SLO is a true measurement of a slow service.
 """
 
 from __future__ import annotations
@@ -31,14 +36,17 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.args import Slo
 from bench.histogram import Histogram
 from bench.runner import RunOutcome
 
+DISTRIBUTION = "insurance-qr-verifier"  # the installed package that carries `bench`
 SCHEMA = "qr-bench-results"
 SCHEMA_VERSION = 1
 PERCENTILES = (50.0, 90.0, 99.0, 99.9, 99.99)
@@ -99,8 +107,25 @@ def validity(outcome: RunOutcome) -> list[str]:
     return reasons
 
 
-def build(outcome: RunOutcome, kind: str = "run") -> dict[str, Any]:
-    """The results document for *outcome* (see the module docstring)."""
+def slo_checks(latency: Histogram, slos: Sequence[Slo]) -> list[dict[str, Any]]:
+    """Each latency objective with the observed figure and whether it held."""
+    checks = []
+    for slo in sorted(slos, key=lambda s: s.percentile):
+        observed = _us(latency.percentile(slo.percentile)) if latency.total else None
+        checks.append(
+            {
+                "objective": str(slo),
+                "percentile": slo.percentile,
+                "limit_us": slo.limit_us,
+                "observed_us": observed,
+                "met": observed is not None and observed <= slo.limit_us,
+            }
+        )
+    return checks
+
+
+def build(outcome: RunOutcome, kind: str = "run", slos: Sequence[Slo] = ()) -> dict[str, Any]:
+    """The results document for *outcome*, judged against *slos* (see the module docstring)."""
     r, s = outcome.result, outcome.settings
     reasons = validity(outcome)
     requests = r.completed + r.warmup_completed
@@ -162,6 +187,7 @@ def build(outcome: RunOutcome, kind: str = "run") -> dict[str, Any]:
             "service_time": r.service.to_dict(),
             "send_lag": r.send_lag.to_dict(),
         },
+        "slos": slo_checks(r.latency, slos),
         "settings": asdict(s),
         "corpus": outcome.corpus,
         "provenance": provenance(outcome.started_at),
@@ -169,10 +195,10 @@ def build(outcome: RunOutcome, kind: str = "run") -> dict[str, Any]:
 
 
 def provenance(started_at: float) -> dict[str, Any]:
-    """Where and with what a run was made: git revision, versions, CPU, host."""
+    """Where and with what a run was made: code version, git revision, versions, CPU, host."""
     return {
         "started_at": started_at,
-        "git_revision": _git_revision(),
+        **code_provenance(),
         "python": platform.python_version(),
         "packages": {name: _version(name) for name in ("aiohttp", "uvloop", "orjson")},
         "cpu": _cpu_model(),
@@ -181,10 +207,45 @@ def provenance(started_at: float) -> dict[str, Any]:
     }
 
 
-def _git_revision() -> str | None:
+def code_version(prov: dict[str, Any]) -> str:
+    """``0.1.0 (git 1a2b3c4d5e, uncommitted changes)`` from a provenance record.
+
+    The package version, then the commit's short hash when the code ran from a git
+    checkout; older documents without these keys say so rather than guess.
+    """
+    version = prov.get("bench_version") or "version unknown"
+    revision = prov.get("git_revision")
+    if not revision:
+        return version
+    dirty = ", uncommitted changes" if prov.get("git_dirty") else ""
+    return f"{version} (git {revision[:10]}{dirty})"
+
+
+def code_provenance() -> dict[str, Any]:
+    """The running code's package version, git commit and whether it was modified."""
+    return {
+        "bench_version": _version(DISTRIBUTION),
+        "git_revision": _git(["rev-parse", "HEAD"]),
+        "git_dirty": _git_dirty(),
+    }
+
+
+def current_code_version() -> str:
+    """:func:`code_version` of the code running now (``bench --version``)."""
+    return code_version(code_provenance())
+
+
+def _git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (None outside a git checkout)."""
+    status = _git(["status", "--porcelain", "--untracked-files=no"], strip=False)
+    return None if status is None else bool(status.strip())
+
+
+def _git(arguments: list[str], strip: bool = True) -> str | None:
+    """The output of ``git ARGUMENTS`` in this package's folder; None if git cannot say."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *arguments],
             cwd=Path(__file__).resolve().parent,
             capture_output=True,
             text=True,
@@ -193,7 +254,9 @@ def _git_revision() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return (done.stdout.strip() or None) if done.returncode == 0 else None
+    if done.returncode != 0:
+        return None
+    return (done.stdout.strip() or None) if strip else done.stdout
 
 
 def _version(name: str) -> str | None:

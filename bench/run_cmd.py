@@ -1,10 +1,13 @@
 """``bench run``: one measured run against a target, written as a results document.
 
     bench run --target URL --credential SCANNER --corpus DIR (--rate R | --max)
-              --duration 30s --connections C [--processes P] [--warmup 5s] --out run.json
+              --duration 30s --connections C [--processes P] [--warmup 5s]
+              [--slo p99=1ms …] --out run.json
 
-Prints a progress line each second (stderr) and the report table at the end (stdout).
-Exit status: 0 for a valid run, 1 for a run marked invalid, 2 if it could not run.
+Prints a progress line each second (stderr) and the report at the end (stdout), whose last
+line is the verdict (:func:`bench.report.verdict`). Exit status: 0 for a valid run whose
+every answer matched the oracle, 1 for a run marked INVALID or FAILED, 2 if it could not
+run. A missed SLO is reported, not an exit status.
 """
 
 from __future__ import annotations
@@ -15,8 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import results, runner
-from bench.args import add_load_arguments, positive_float, settings_from
-from bench.report import print_progress, render
+from bench.args import (
+    Slo,
+    add_load_arguments,
+    add_slo_argument,
+    positive_float,
+    settings_from,
+    slos_from,
+)
+from bench.report import print_progress, render, verdict
 
 
 @dataclass(frozen=True)
@@ -26,10 +36,11 @@ class RunOptions:
     settings: runner.RunSettings
     corpus: Path
     out: Path
+    slos: tuple[Slo, ...] = ()
 
 
 def run_command(options: RunOptions) -> int:
-    """Run, write the results file, print the report."""
+    """Run, write the results file, print the report; the exit status is the verdict's."""
     settings = options.settings
     rate = "as fast as possible" if settings.rate is None else f"{settings.rate:g} rps"
     print(
@@ -44,11 +55,11 @@ def run_command(options: RunOptions) -> int:
     except runner.RunError as err:
         print(f"bench run: {err}", file=sys.stderr)
         return 2
-    document = results.build(outcome)
+    document = results.build(outcome, slos=options.slos)
     results.write(document, options.out)
-    print(render(document))
-    print(f"results written to {options.out}", file=sys.stderr)
-    return 0 if document["valid"] else 1
+    print(f"results written to {options.out}", file=sys.stderr, flush=True)
+    print(render(document), flush=True)
+    return 0 if verdict(document)[0] else 1
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,8 +71,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     pace.add_argument("--rate", type=positive_float, help="intended requests per second")
     pace.add_argument("--max", action="store_true", help="closed loop, as fast as possible")
     parser.add_argument("--out", type=Path, default=Path("run.json"))
+    add_slo_argument(parser)
     parser.set_defaults(
         handler=lambda ns: run_command(
-            RunOptions(settings_from(ns, rate=None if ns.max else ns.rate), ns.corpus, ns.out)
+            RunOptions(
+                settings_from(ns, rate=None if ns.max else ns.rate),
+                ns.corpus,
+                ns.out,
+                slos_from(ns),
+            )
         )
     )

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
+from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from bench import cli
+from bench import cli, results, runner
 from bench.args import Slo, parse_duration, parse_percent, parse_slo
 from bench.corpus_format import CorpusEntry, write_corpus
 from bench.histogram import Histogram
 from bench.noop_server import start_in_process
 from bench.plot import spectrum
+from bench.runner import RunOutcome
 
 
 @pytest.mark.parametrize(
@@ -72,6 +76,46 @@ def test_a_new_command_is_one_registry_line(monkeypatch: pytest.MonkeyPatch) -> 
     assert cli.main(["fake-extension"]) == 42
 
 
+def test_version_names_the_package_and_the_commit(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"bench {metadata.version('insurance-qr-verifier')}")
+    revision = results.code_provenance()["git_revision"]
+    if revision:  # a git checkout (not an installed wheel): the short hash is shown
+        assert f"git {revision[:10]}" in line
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "word"),
+    [
+        ({}, 0, "VALID"),  # a clean run
+        ({"send_lag_us": 500}, 1, "INVALID"),  # the generator fell behind: not a measurement
+        ({"mismatches": 2}, 1, "FAILED"),  # answers the oracle did not expect
+    ],
+)
+def test_run_exits_by_the_verdict_and_says_it_last(
+    make_outcome: Callable[..., RunOutcome],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    kwargs: dict[str, int],
+    status: int,
+    word: str,
+) -> None:
+    made = make_outcome(**kwargs)
+    monkeypatch.setattr(runner, "run", lambda settings, source, progress: made)
+    out = tmp_path / "run.json"
+    assert cli.main(["run", "--target", "http://127.0.0.1:1/v1/verify", "--credential", "c",
+                     "--corpus", str(tmp_path), "--rate", "200", "--slo", "p99=1ms",
+                     "--out", str(out)]) == status  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith(f"{word}: ")
+    assert [line for line in lines if re.match(r"(OK|VALID|INVALID|FAILED)\b", line)] == [lines[-1]]
+    assert [slo["objective"] for slo in json.loads(out.read_text())["slos"]] == ["p99<=1000µs"]
+
+
 def test_run_requires_rate_or_max() -> None:
     with pytest.raises(SystemExit):
         cli.main(["run", "--target", "http://127.0.0.1:1/", "--credential", "c",
@@ -114,7 +158,9 @@ def test_run_report_plot_compare_end_to_end(
     capsys.readouterr()
     assert cli.main(["report", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "achieved_rps" in table and "ok → ok" in table
+    assert "achieved_rps" in table
+    assert any(line.split()[:3] == ["ok", "ok", "300"] for line in table.splitlines())
+    assert table.splitlines()[-1].startswith("VALID: " if status == 0 else "INVALID: ")
     png = tmp_path / "run.png"
     assert cli.main(["plot", str(out), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench import results
+from bench.args import Slo
 from bench.histogram import Histogram
 from bench.runner import RunOutcome, RunSettings
 from bench.shard import SecondStats, ShardResult, merge, worst_of
@@ -84,9 +86,52 @@ def test_document_figures_and_provenance() -> None:
     assert document["settings"]["connections"] == 8
     prov = document["provenance"]
     assert {"git_revision", "python", "packages", "cpu", "started_at"} <= set(prov)
+    assert {"bench_version", "git_dirty"} <= set(prov)
+    assert document["slos"] == []  # none asked for
     assert "aiohttp" in prov["packages"]
     again = Histogram.from_dict(document["histograms"]["latency"])
     assert again.total == 1000
+
+
+@pytest.mark.parametrize(
+    ("slo", "met"),
+    [
+        (Slo(99.0, 101.0), True),  # p99 of 100.000 … 100.999 µs is about 100.99 µs: inside
+        (Slo(99.0, 100.0), False),  # just under the observed p99
+        (Slo(50.0, 101.0), True),  # p50 is about 100.5 µs
+        (Slo(100.0, 100.0), False),  # max = 100.999 µs
+    ],
+)
+def test_slo_checks(slo: Slo, met: bool) -> None:
+    (check,) = results.build(outcome(shard([5] * 1000)), slos=(slo,))["slos"]
+    assert check["met"] is met
+    assert check["objective"] == str(slo) and check["limit_us"] == slo.limit_us
+    assert (check["observed_us"] <= slo.limit_us) is met
+
+
+def test_slos_are_listed_by_percentile_and_an_empty_run_meets_none() -> None:
+    slos = (Slo(99.9, 2000.0), Slo(99.0, 1000.0))
+    checks = results.build(outcome(shard([5] * 1000)), slos=slos)["slos"]
+    assert [c["percentile"] for c in checks] == [99.0, 99.9]
+    empty = results.slo_checks(Histogram(), slos)
+    assert [(c["observed_us"], c["met"]) for c in empty] == [(None, False), (None, False)]
+
+
+@pytest.mark.parametrize(
+    ("prov", "text"),
+    [
+        ({"bench_version": "0.1.0", "git_revision": "0123456789abcdef", "git_dirty": False},
+         "0.1.0 (git 0123456789)"),  # a clean checkout
+        ({"bench_version": "0.1.0", "git_revision": "0123456789abcdef", "git_dirty": True},
+         "0.1.0 (git 0123456789, uncommitted changes)"),  # modified files: said
+        ({"bench_version": "0.1.0", "git_revision": None, "git_dirty": None},
+         "0.1.0"),  # an installed wheel: no git
+        ({"git_revision": "0123456789abcdef"},
+         "version unknown (git 0123456789)"),  # a document from before the version was kept
+    ],
+)  # fmt: skip
+def test_code_version(prov: dict[str, Any], text: str) -> None:
+    assert results.code_version(prov) == text
 
 
 def test_write_and_load(tmp_path: Path) -> None:
