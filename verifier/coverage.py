@@ -1,13 +1,10 @@
-"""The coverage decision after the nonce step, and the JSON views of a holder.
+"""The coverage decision after the nonce step (the views of a holder: verifier.service.views).
 
 Pure functions of the holder record read together with the nonce claim: no store, no clock.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from verifier.benefits import BenefitPolicy, ratios
 from verifier.errors import (
     COVERAGE_SUSPENDED,
     COVERAGE_TERMINATED,
@@ -15,7 +12,6 @@ from verifier.errors import (
     OK,
     PHYSICAL_CARD_INACTIVE,
 )
-from verifier.money import format_fen
 from verifier.records import CARD_TYPES, Holder
 
 
@@ -49,33 +45,3 @@ def decide(card_type: str, holder: Holder | None) -> str:
     if card_type == "ss-ecard" and holder.physical_card != "active":
         return PHYSICAL_CARD_INACTIVE
     return OK
-
-
-def coverage_view(
-    holder: Holder, policy: BenefitPolicy, benefit_ratios: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """The holder's coverage, JSON-ready::
-
-        {"status": "active", "scheme": "employee", "region": "110101",
-         "account_balance": "123.45",
-         "benefit_ratios": {"inpatient": "90%", "outpatient": "70%", ...}}
-
-    ``account_balance`` is a yuan decimal string; ``benefit_ratios`` is
-    :func:`verifier.benefits.ratios` for the holder's region and scheme (pass it in when the
-    caller already has it).
-    """
-    return {
-        "status": holder.status,
-        "scheme": holder.scheme,
-        "region": holder.region,
-        "account_balance": format_fen(holder.balance_fen),
-        "benefit_ratios": benefit_ratios or ratios(policy, holder.region, holder.scheme),
-    }
-
-
-def holder_view(holder: Holder) -> dict[str, str | None]:
-    """Who the credential belongs to, masked: ``{"id", "name", "id_number"}``.
-
-    ``name`` and ``id_number`` are the stored masked forms, or None when not on record.
-    """
-    return {"id": holder.sub, "name": holder.name_masked, "id_number": holder.id_masked}

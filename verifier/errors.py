@@ -2,6 +2,8 @@
 
     VerifierError
     ├── TokenError            a token is rejected; ``reason`` is one of TOKEN_REASONS
+    ├── RequestRefused        a request is refused before a verdict; ``code`` is one of
+    │                         REFUSAL_STATUS, which also gives the HTTP status it is answered with
     ├── TrustListError        a trust list (or its source) cannot be loaded
     ├── KeyFormatError        a PASERK string is malformed or not a valid key
     ├── ConfigError           a setting is missing or bad; the message names the key
@@ -54,6 +56,9 @@ NOT_ENROLLED = "not_enrolled"
 COVERAGE_SUSPENDED = "coverage_suspended"
 COVERAGE_TERMINATED = "coverage_terminated"
 PHYSICAL_CARD_INACTIVE = "physical_card_inactive"
+# The token was genuine and its nonce is spent, but the holder record the store holds is in a
+# shape the records codec refuses: never a 500, never a silent "ok".
+RECORD_UNREADABLE = "record_unreadable"
 
 SERVICE_REASONS: frozenset[str] = frozenset(
     {
@@ -64,10 +69,37 @@ SERVICE_REASONS: frozenset[str] = frozenset(
         COVERAGE_SUSPENDED,
         COVERAGE_TERMINATED,
         PHYSICAL_CARD_INACTIVE,
+        RECORD_UNREADABLE,
     }
 )
 
 ALL_REASONS: frozenset[str] = TOKEN_REASONS | SERVICE_REASONS
+
+
+# Refusals: the request gets no verdict. Each code is answered with its HTTP status.
+MALFORMED_REQUEST = "malformed_request"
+UNAUTHORIZED = "unauthorized"
+SCANNER_REVOKED = "scanner_revoked"
+NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+BODY_TOO_LARGE = "body_too_large"
+UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+INTERNAL_ERROR = "internal_error"
+STORE_UNAVAILABLE = "store_unavailable"
+# TRUST_LIST_EXPIRED (above) is a refusal too: no token can be verified without a fresh list.
+
+REFUSAL_STATUS: dict[str, int] = {
+    MALFORMED_REQUEST: 400,
+    UNAUTHORIZED: 401,
+    SCANNER_REVOKED: 403,
+    NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
+    BODY_TOO_LARGE: 413,
+    UNSUPPORTED_MEDIA_TYPE: 415,
+    INTERNAL_ERROR: 500,
+    STORE_UNAVAILABLE: 503,
+    TRUST_LIST_EXPIRED: 503,
+}
 
 
 class VerifierError(Exception):
@@ -83,6 +115,22 @@ class TokenError(VerifierError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class RequestRefused(VerifierError):
+    """The request is refused before any verdict. ``code`` is a key of REFUSAL_STATUS;
+    ``message`` is for people (it never repeats a token, a secret or an ID number)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in REFUSAL_STATUS:
+            raise ValueError(f"unknown refusal code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return REFUSAL_STATUS[self.code]
 
 
 class TrustListError(VerifierError):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from verifier.benefits import BenefitPolicy, policy_from_mapping
-from verifier.coverage import coverage_view, decide, holder_view
+from verifier.coverage import decide
 from verifier.errors import (
     COVERAGE_SUSPENDED,
     COVERAGE_TERMINATED,
@@ -17,6 +17,7 @@ from verifier.errors import (
     SERVICE_REASONS,
 )
 from verifier.records import CARD_TYPES, HOLDER_STATUSES, PHYSICAL_CARD_STATES, Holder
+from verifier.service.views import coverage_view, holder_view
 
 ACTIVE = Holder(
     sub="h1", status="active", scheme="employee", region="110105", physical_card="active"

@@ -707,7 +707,7 @@ def test_no_answer_echoes_a_token_or_an_id_number(catalogue: Catalogue):
 
 def test_documented_codes_reader_sees_the_served_document():
     # The enum reader above reads the packaged file; the service serves the same bytes.
-    from verifier.service.app import OPENAPI
+    from verifier.service.endpoint import OPENAPI
 
     path = Path(str(resources.files("verifier.service").joinpath("openapi.json")))
     assert path.read_bytes() == OPENAPI

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from service_world import HOSPITAL, World, running
 
-from verifier.service.app import Answer
-from verifier.service.fastpath import HANDOFF, Parsed, parse, render
+from verifier.service.endpoint import Answer
+from verifier.service.http1 import HANDOFF, Parsed, parse, render
 
 MAX = 8192
 

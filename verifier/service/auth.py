@@ -13,18 +13,14 @@ import time
 from collections.abc import Callable
 
 from verifier.credentials import hash_secret, parse_bearer
+from verifier.errors import SCANNER_REVOKED, UNAUTHORIZED, RequestRefused
 from verifier.records import Institution, Scanner
 from verifier.store.base import Store
 
 
-class AuthError(Exception):
-    """Authentication failed: ``status`` is 401 (unknown/bad) or 403 (revoked)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class AuthError(RequestRefused):
+    """Authentication failed: ``unauthorized`` (401: missing, unknown, bad) or
+    ``scanner_revoked`` (403)."""
 
 
 class ScannerCache:
@@ -54,7 +50,7 @@ class ScannerCache:
             return hit
         parsed = parse_bearer(header)
         if parsed is None:
-            raise AuthError(401, "unauthorized", "missing or malformed bearer credential")
+            raise AuthError(UNAUTHORIZED, "missing or malformed bearer credential")
         scanner_id, secret = parsed
         now = self._clock()
         entry = self._entries.get(scanner_id)
@@ -67,9 +63,9 @@ class ScannerCache:
             self._entries[scanner_id] = entry
         scanner, inst = entry[1], entry[2]
         if scanner is None or not hmac.compare_digest(scanner.secret_hash, hash_secret(secret)):
-            raise AuthError(401, "unauthorized", "unknown scanner credential")
+            raise AuthError(UNAUTHORIZED, "unknown scanner credential")
         if scanner.revoked:
-            raise AuthError(403, "scanner_revoked", "this scanner credential has been revoked")
+            raise AuthError(SCANNER_REVOKED, "this scanner credential has been revoked")
         if len(self._accepted) > 10_000:
             self._accepted.clear()
         assert header is not None  # parse_bearer accepted it

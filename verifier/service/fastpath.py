@@ -1,10 +1,8 @@
 """A lean HTTP/1.1 front for the one hot route, ``POST /v1/verify``; the rest is aiohttp's.
 
-Every accepted connection starts here. A request this front recognises with certainty — the
-exact request line ``POST /v1/verify HTTP/1.1``, well-formed ASCII header lines, one
-Content-Length within the body limit, no Transfer-Encoding, Expect or Upgrade, a JSON or plain
-text body, a Host — is answered by the same :class:`Handlers` code as aiohttp's route
-(``admit`` → ``decide``), without building aiohttp's Request and Response objects.
+Every accepted connection starts here. A request :func:`verifier.service.http1.parse`
+recognises with certainty is answered by the endpoint (:class:`Endpoint`), the same code
+aiohttp's route calls, without building aiohttp's Request and Response objects.
 
 At the first request it does not recognise (another route or method, chunked, HTTP/1.0, an
 odd header, an oversized head or body …) the connection is handed to aiohttp's own protocol
@@ -14,11 +12,11 @@ framing is unambiguous. ``VERIFIER_FAST_PATH=false`` serves everything through a
 
 Requests on one connection are answered in order, one at a time (pipelined requests wait in
 the buffer, reading pauses when it grows); connections idle for ``keepalive_timeout`` are
-closed, as aiohttp does. A head line that is already malformed is handed over at once, before
-the head is complete, because aiohttp rejects it at once too.
+closed, as aiohttp does. A head that is already malformed is handed over at once, before it
+is complete, because aiohttp rejects it at once too.
 
-Where the two differ on purpose (tests/test_service_fastpath.py shows the rest is the same,
-byte for byte, on 300 mutated requests): the front reads the whole (small) body before
+Where the two differ on purpose (tests/service/test_service_fastpath.py shows the rest is the
+same, byte for byte, on mutated requests): the front reads the whole (small) body before
 answering, where aiohttp may refuse on the headers alone while the body is still on its way;
 it answers a request whose sender then half-closes the connection (aiohttp drops it); and a
 complete request followed by unparseable bytes in the same read gets its answer before the
@@ -28,167 +26,28 @@ rest goes to aiohttp (which answers only one 400 for the whole read).
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
 import time
 from collections.abc import Callable
-from email.utils import formatdate
-from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 
-from verifier.service.app import Answer, Handlers
+from verifier.service.endpoint import Endpoint
+from verifier.service.http1 import Handoff, Parsed, parse, render
 
-log = logging.getLogger("verifier.http")
-
-_REQUEST_LINE = b"POST /v1/verify HTTP/1.1\r\n"
-_MAX_HEAD = 8190  # longer heads go to aiohttp, which applies its own limits
 _PAUSE_AT = 65536  # unread bytes held while a request is in flight
-_TCHAR = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]"
-# The whole head: field lines "name: value" with visible ASCII, spaces and tabs only.
-_HEAD = re.compile(rb"(?:" + _TCHAR + rb"+:[\t\x20-\x7e]*\r\n)*")
-_BARE_LF = re.compile(rb"(?<!\r)\n")
-_USED = frozenset(
-    (
-        b"host",
-        b"content-length",
-        b"content-type",
-        b"authorization",
-        b"idempotency-key",
-        b"connection",
-    )
-)
-_ELSEWHERE = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
-_CTYPES = {
-    b"application/json": "application/json",
-    b"application/json; charset=utf-8": "application/json",
-    b"text/plain": "text/plain",
-    b"text/plain; charset=utf-8": "text/plain",
-}
-_KEEP = {None: False, b"keep-alive": False, b"close": True}
-_INTERNAL = Answer(500, b'{"error":"internal_error","message":"internal error; see the log"}')
-
-
-class Handoff:
-    """Marker: this request is aiohttp's."""
-
-
-HANDOFF = Handoff()
-
-
-class Parsed:
-    __slots__ = ("end", "authorization", "ctype", "idempotency_key", "close", "body")
-
-    def __init__(
-        self,
-        end: int,
-        authorization: str | None,
-        ctype: str,
-        idempotency_key: str | None,
-        close: bool,
-        body: bytes,
-    ) -> None:
-        self.end = end
-        self.authorization = authorization
-        self.ctype = ctype
-        self.idempotency_key = idempotency_key
-        self.close = close
-        self.body = body
-
-
-def parse(buf: bytes, max_body: int) -> Parsed | Handoff | None:
-    """The first request in ``buf``: Parsed, HANDOFF (aiohttp's), or None (need more bytes)."""
-    end = buf.find(b"\r\n\r\n", 0, _MAX_HEAD + 4)
-    if end < 0:  # the head is not complete yet
-        if len(buf) > _MAX_HEAD or _BARE_LF.search(buf) is not None:
-            return HANDOFF  # too long, or lines that do not end in CRLF: aiohttp's to judge
-        n = min(len(buf), len(_REQUEST_LINE))
-        if buf[:n] != _REQUEST_LINE[:n]:
-            return HANDOFF
-        # The header lines complete so far must already be well-formed: aiohttp rejects a
-        # bad one as soon as it arrives, without waiting for the rest of the head.
-        done = buf.rfind(b"\r\n") + 2
-        if done > n and _HEAD.fullmatch(buf, n, done) is None:
-            return HANDOFF
-        return None
-    if not buf.startswith(_REQUEST_LINE):
-        return HANDOFF
-    head = buf[len(_REQUEST_LINE) : end + 2]
-    if _HEAD.fullmatch(head) is None:
-        return HANDOFF
-    fields: dict[bytes, bytes] = {}
-    for line in head[:-2].split(b"\r\n"):  # each line is "name:value" (checked above)
-        name, _, value = line.partition(b":")
-        key = name.lower()
-        if key in fields and key in _USED:
-            return HANDOFF  # a repeated header we act on: let aiohttp's rules decide
-        fields[key] = value.strip(b" \t")
-    if b"host" not in fields or not _ELSEWHERE.isdisjoint(fields):
-        return HANDOFF  # no Host (aiohttp answers 400), or chunked, Expect, Upgrade
-    length = fields.get(b"content-length", b"")
-    if not (length.isdigit() and len(length) <= 6) or int(length) > max_body:
-        return HANDOFF
-    ctype = _CTYPES.get(fields.get(b"content-type", b"").lower())
-    connection = fields.get(b"connection")
-    close = _KEEP.get(connection.lower() if connection is not None else None)
-    if ctype is None or close is None:
-        return HANDOFF
-    stop = end + 4 + int(length)
-    if len(buf) < stop:
-        return None
-    auth = fields.get(b"authorization")
-    idem = fields.get(b"idempotency-key")
-    return Parsed(
-        stop,
-        auth.decode() if auth is not None else None,
-        ctype,
-        idem.decode() if idem is not None else None,
-        close,
-        buf[end + 4 : stop],
-    )
-
-
-_STATUS_LINES = {
-    s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\nContent-Type: application/json\r\n".encode()
-    for s in HTTPStatus
-}
-_date_cache: list[Any] = [-1, b""]
-
-
-def _http_date(now: float) -> bytes:
-    second = int(now)
-    if _date_cache[0] != second:
-        _date_cache[0], _date_cache[1] = second, formatdate(second, usegmt=True).encode()
-    return bytes(_date_cache[1])
-
-
-def render(answer: Answer, close: bool, now: float) -> bytes:
-    """Status line, headers and body of one response."""
-    extra = b""
-    if answer.headers:
-        for name, value in answer.headers.items():
-            extra += b"%s: %s\r\n" % (name.encode(), value.encode())
-    return b"%sContent-Length: %d\r\nDate: %s\r\n%s%s\r\n%s" % (
-        _STATUS_LINES[answer.status],
-        len(answer.body),
-        _http_date(now),
-        extra,
-        b"Connection: close\r\n" if close else b"",
-        answer.body,
-    )
 
 
 class Front:
-    """What the connections share: the handlers, aiohttp's protocol factory, the live set."""
+    """What the connections share: the endpoint, aiohttp's protocol factory, the live set."""
 
     def __init__(
         self,
-        handlers: Handlers,
+        endpoint: Endpoint,
         aiohttp_protocol: Callable[[], asyncio.Protocol],
         max_body: int,
         keepalive_timeout: float = 75.0,
         sweep_period: float = 5.0,
     ) -> None:
-        self.handlers = handlers
+        self.endpoint = endpoint
         self.aiohttp_protocol = aiohttp_protocol
         self.max_body = max_body
         self.keepalive_timeout = keepalive_timeout  # aiohttp's default too
@@ -308,19 +167,11 @@ class FastConnection(asyncio.Protocol):
         )
 
     async def _answer(self, req: Parsed, started: float) -> None:
-        h = self.front.handlers
+        endpoint = self.front.endpoint
         try:
-            # A scanner seen moments ago needs no await (the fast path only takes JSON or text).
-            admitted = h.rt.scanners.cached(req.authorization) or await h.admit(
-                req.authorization, req.ctype
-            )
-            if isinstance(admitted, Answer):
-                answer = admitted
-            else:
-                answer = await h.decide(admitted, req.ctype, req.body, req.idempotency_key, started)
-        except Exception:
-            log.exception("verify failed")
-            answer = _INTERNAL
+            answer = await endpoint.verify(req, started)
+        except Exception:  # noqa: BLE001 - a bug: internal_error logs it with its traceback
+            answer = endpoint.internal_error()
         transport = self.transport
         self.busy = False
         if transport is None:

@@ -42,6 +42,7 @@ class Metrics:
         self.verdicts: dict[str, int] = defaultdict(int)
         self.http_errors: dict[int, int] = defaultdict(int)
         self.store_errors = 0
+        self.records_unreadable = 0
         self.latency = Histogram(LATENCY_BUCKETS)
         self.drift: dict[str, Histogram] = {}
 
@@ -73,6 +74,9 @@ class Metrics:
             "# HELP verifier_store_errors_total Store calls that failed or timed out (answered 503).",
             "# TYPE verifier_store_errors_total counter",
             f"verifier_store_errors_total {self.store_errors}",
+            "# HELP verifier_records_unreadable_total Holder records the codec refused (answered record_unreadable).",
+            "# TYPE verifier_records_unreadable_total counter",
+            f"verifier_records_unreadable_total {self.records_unreadable}",
             "# HELP verifier_request_seconds Service-side processing time of verify requests.",
             "# TYPE verifier_request_seconds histogram",
             *self.latency.render("verifier_request_seconds"),

@@ -1,0 +1,236 @@
+"""The scanner API, HTTP-neutral: the parts of a request in, an :class:`Answer` out.
+
+Every framing — the aiohttp routes (``app.py``), the fast path (``fastpath.py``), the gateway
+sidecar — hands the endpoint what it read off the wire and writes back what it gets; none of
+them decides anything. For ``POST /v1/verify`` the endpoint checks, in this order:
+
+1. the declared body length (413 ``body_too_large``);
+2. the scanner's credential (401 ``unauthorized``, 403 ``scanner_revoked``; 503
+   ``store_unavailable`` when its record cannot be read);
+3. the content type (415 ``unsupported_media_type``);
+4. the body, read by the framing within the limit (413, or 400 when it ends early);
+5. the request's shape (400 ``malformed_request``);
+6. the verdict (:class:`Pipeline`): 200, or 503 ``store_unavailable`` / ``trust_list_expired``.
+
+Refusal codes and their statuses are in :mod:`verifier.errors`. An exception that escapes a
+framing's call is a bug: :meth:`Endpoint.internal_error` logs it and gives every framing the
+same JSON 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from verifier import errors as E
+from verifier.errors import RequestRefused, StoreUnavailable
+from verifier.records import Institution, Scanner
+from verifier.service import views
+from verifier.service.auth import ScannerCache
+from verifier.service.metrics import Metrics
+from verifier.service.pipeline import Pipeline
+from verifier.service.requests import JSON, TEXT, batch_items, request_from_json, verify_request
+from verifier.service.trustwatch import TrustWatch
+from verifier.store.base import Store
+
+log = logging.getLogger("verifier.http")
+
+OPENAPI = resources.files("verifier.service").joinpath("openapi.json").read_bytes()
+MEDIA_TYPES = frozenset((JSON, TEXT))
+_RETRY_AFTER = {"Retry-After": "1"}
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="verifier"'}
+_TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+class Answer(NamedTuple):
+    """A response before it meets a framing. The content type is JSON unless ``headers``
+    name another."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] | None = None
+
+
+INTERNAL = Answer(500, orjson.dumps(views.error(E.INTERNAL_ERROR, "internal error; see the log")))
+
+
+class Request(Protocol):
+    """What a framing read off the wire, before the body."""
+
+    @property
+    def authorization(self) -> str | None: ...
+    @property
+    def content_type(self) -> str:
+        """The media type, lower case, without parameters ("" when absent)."""
+        ...
+
+    @property
+    def content_length(self) -> int | None: ...
+    @property
+    def idempotency_key(self) -> str | None: ...
+    async def read_body(self, limit: int) -> bytes:
+        """The whole body; RequestRefused ``body_too_large`` past ``limit`` bytes, or
+        ``malformed_request`` when it ends early."""
+        ...
+
+
+@dataclass
+class Runtime:
+    """Everything a running service holds; built by :func:`verifier.service.server.open_runtime`."""
+
+    store: Store
+    trust: TrustWatch
+    pipeline: Pipeline
+    scanners: ScannerCache
+    metrics: Metrics
+    max_body_bytes: int = 8192
+    max_batch_bytes: int = 1048576
+    fast_path: bool = True  # answer plain POST /v1/verify requests without aiohttp's objects
+
+
+Admitted = tuple[Scanner, Institution | None]
+
+
+class Endpoint:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.m = rt.metrics
+
+    # -- refusals ---------------------------------------------------------------------------
+
+    def refuse(self, code: str, message: str) -> Answer:
+        status = E.REFUSAL_STATUS[code]
+        self.m.http_errors[status] += 1
+        headers = None
+        if status == 503:
+            headers = _RETRY_AFTER
+        elif code == E.UNAUTHORIZED:
+            headers = _BEARER_CHALLENGE
+        return Answer(status, orjson.dumps(views.error(code, message)), headers)
+
+    def _refusal(self, err: RequestRefused | StoreUnavailable) -> Answer:
+        if isinstance(err, StoreUnavailable):
+            self.m.store_errors += 1
+            return self.refuse(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
+        return self.refuse(err.code, err.message)
+
+    def internal_error(self) -> Answer:
+        """Call inside ``except``: log the bug with its traceback, answer the JSON 500."""
+        log.exception("internal error while answering a request")
+        self.m.http_errors[500] += 1
+        return INTERNAL
+
+    def not_found(self) -> Answer:
+        return self.refuse(E.NOT_FOUND, "no such endpoint; see /openapi.json")
+
+    def method_not_allowed(self, method: str) -> Answer:
+        return self.refuse(E.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
+
+    # -- verify -----------------------------------------------------------------------------
+
+    async def _admit(self, authorization: str | None) -> Admitted:
+        # A scanner seen moments ago needs no await.
+        return self.rt.scanners.cached(authorization) or await self.rt.scanners.authenticate(
+            authorization
+        )
+
+    def _check_length(self, length: int | None, limit: int) -> None:
+        if length is not None and length > limit:
+            raise RequestRefused(E.BODY_TOO_LARGE, f"body over {limit} bytes")
+
+    async def verify(self, req: Request, started: float) -> Answer:
+        """``POST /v1/verify``; ``started`` is the framing's ``time.perf_counter()`` at arrival."""
+        rt = self.rt
+        try:
+            self._check_length(req.content_length, rt.max_body_bytes)
+            scanner, inst = await self._admit(req.authorization)
+            ctype = req.content_type
+            if ctype not in MEDIA_TYPES:
+                raise RequestRefused(E.UNSUPPORTED_MEDIA_TYPE, "use application/json or text/plain")
+            body = await req.read_body(rt.max_body_bytes)
+            vreq = verify_request(ctype, body, req.idempotency_key)
+            verdict = await rt.pipeline.verify(scanner, inst, vreq, time.time())
+        except (RequestRefused, StoreUnavailable) as err:
+            return self._refusal(err)
+        if vreq.request_id is not None:
+            verdict["request_id"] = vreq.request_id
+        elapsed = time.perf_counter() - started
+        self.m.latency.observe(elapsed)
+        return Answer(
+            200, orjson.dumps(verdict), {"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"}
+        )
+
+    async def verify_batch(self, req: Request, started: float) -> Answer:
+        """``POST /v1/verify/batch``: each item is answered as its own verify request."""
+        rt = self.rt
+        try:
+            scanner, inst = await self._admit(req.authorization)
+            if req.content_type != JSON:
+                raise RequestRefused(E.UNSUPPORTED_MEDIA_TYPE, "a batch is application/json")
+            self._check_length(req.content_length, rt.max_batch_bytes)
+            items = batch_items(await req.read_body(rt.max_batch_bytes))
+            if not rt.trust.current.is_fresh(time.time()):
+                raise RequestRefused(
+                    E.TRUST_LIST_EXPIRED, "the trust list has expired; cannot verify"
+                )
+        except (RequestRefused, StoreUnavailable) as err:
+            return self._refusal(err)
+        now = time.time()
+        results = await asyncio.gather(*(self._item(scanner, inst, item, now) for item in items))
+        if all(r.get("error") == E.STORE_UNAVAILABLE for r in results):
+            return self._refusal(StoreUnavailable("every item"))
+        elapsed = time.perf_counter() - started
+        return Answer(
+            200,
+            orjson.dumps({"results": results}),
+            {"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"},
+        )
+
+    async def _item(
+        self, scanner: Scanner, inst: Institution | None, item: object, now: float
+    ) -> dict[str, Any]:
+        try:
+            vreq = request_from_json(item)
+            verdict = await self.rt.pipeline.verify(scanner, inst, vreq, now)
+        except RequestRefused as err:
+            return views.error(err.code, err.message)
+        except StoreUnavailable:
+            self.m.store_errors += 1
+            return views.error(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
+        if vreq.request_id is not None:
+            verdict["request_id"] = vreq.request_id
+        return verdict
+
+    # -- operations -------------------------------------------------------------------------
+
+    def healthz(self) -> Answer:
+        return Answer(200, b'{"status":"ok"}')
+
+    async def readyz(self) -> Answer:
+        problems = []
+        if not self.rt.trust.current.is_fresh(time.time()):
+            problems.append("trust list expired")
+        try:
+            await self.rt.store.ping()
+        except StoreUnavailable:
+            problems.append("store unreachable")
+        body = {
+            "ready": not problems,
+            "problems": problems,
+            "trust_list_version": self.rt.trust.current.version,
+        }
+        return Answer(503 if problems else 200, orjson.dumps(body))
+
+    def metrics(self) -> Answer:
+        tl, now = self.rt.trust.current, time.time()
+        text = self.m.render(tl.version, now - tl.iat, tl.exp - now)
+        return Answer(200, text.encode(), _TEXT_PLAIN)
+
+    def openapi(self) -> Answer:
+        return Answer(200, OPENAPI)

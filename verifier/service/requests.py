@@ -1,0 +1,93 @@
+"""The shape of a verify request body: JSON or plain text in, :class:`VerifyRequest` out.
+
+Pure: bytes in, a value out, or :class:`verifier.errors.RequestRefused` (``malformed_request``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import orjson
+
+from verifier.benefits import SERVICES
+from verifier.errors import MALFORMED_REQUEST, RequestRefused
+from verifier.money import MoneyError, parse_yuan
+
+JSON = "application/json"
+TEXT = "text/plain"
+MAX_BATCH_ITEMS = 256
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)
+_FIELDS = frozenset({"token", "request_id", "service", "amount"})
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    token: str | bytes
+    request_id: str | None = None
+    service: str | None = None
+    amount_fen: int | None = None
+
+
+def _malformed(message: str) -> RequestRefused:
+    return RequestRefused(MALFORMED_REQUEST, message)
+
+
+def parse_request_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str or not _REQUEST_ID.fullmatch(value):
+        raise _malformed("request_id must be 1-128 printable ASCII characters")
+    return value
+
+
+def loads(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise _malformed("body is not valid JSON") from err
+
+
+def request_from_json(obj: object, idempotency_key: str | None = None) -> VerifyRequest:
+    """Validate a JSON body ``{"token", "request_id"?, "service"?, "amount"?}``."""
+    if type(obj) is not dict:
+        raise _malformed("body must be a JSON object")
+    unknown = obj.keys() - _FIELDS
+    if unknown:
+        raise _malformed(f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+    token = obj.get("token")
+    if type(token) is not str:
+        raise _malformed("token must be a string")
+    request_id = parse_request_id(obj.get("request_id", idempotency_key))
+    service, amount = obj.get("service"), obj.get("amount")
+    if (service is None) != (amount is None):
+        raise _malformed("service and amount go together")
+    amount_fen = None
+    if service is not None:
+        if type(service) is not str or service not in SERVICES:
+            raise _malformed(f"service must be one of {', '.join(SERVICES)}")
+        if type(amount) is not str:
+            raise _malformed('amount must be a decimal string like "123.45"')
+        try:
+            amount_fen = parse_yuan(amount)
+        except MoneyError as err:
+            raise _malformed(f"amount: {err}") from err
+    return VerifyRequest(token, request_id, service, amount_fen)
+
+
+def verify_request(content_type: str, body: bytes, idempotency_key: str | None) -> VerifyRequest:
+    """The request of ``POST /v1/verify``: a JSON object, or the raw QR text as plain text."""
+    idem = parse_request_id(idempotency_key)
+    if content_type == JSON:
+        return request_from_json(loads(body), idem)
+    return VerifyRequest(body.strip(b" \t\r\n"), idem)
+
+
+def batch_items(body: bytes) -> list[object]:
+    """The items of ``POST /v1/verify/batch``: ``{"items": [1..MAX_BATCH_ITEMS values]}``."""
+    doc = loads(body)
+    items = doc.get("items") if type(doc) is dict else None
+    if type(items) is not list or not 1 <= len(items) <= MAX_BATCH_ITEMS or len(doc) != 1:  # type: ignore[arg-type]
+        raise _malformed(f'body must be {{"items": [1..{MAX_BATCH_ITEMS} objects]}}')
+    return items
