@@ -10,7 +10,7 @@ them decides anything. For ``POST /v1/verify`` the endpoint checks, in this orde
 3. the content type (415 ``unsupported_media_type``);
 4. the body, read by the framing within the limit (413, or 400 when it ends early);
 5. the request's shape (400 ``malformed_request``);
-6. the verdict (:class:`Pipeline`): 200, or 503 ``store_unavailable`` / ``trust_list_expired``.
+6. the verdict (``Runtime.pipeline``: :class:`verifier.service.pipeline.Pipeline` at the centre): 200, or 503 ``store_unavailable`` / ``trust_list_expired``.
 
 Refusal codes and their statuses are in :mod:`verifier.errors`. An exception that escapes a
 framing's call is a bug: :meth:`Endpoint.internal_error` logs it and gives every framing the
@@ -34,8 +34,14 @@ from verifier.records import Institution, Scanner
 from verifier.service import views
 from verifier.service.auth import ScannerCache
 from verifier.service.metrics import Metrics
-from verifier.service.pipeline import Pipeline
-from verifier.service.requests import JSON, TEXT, batch_items, request_from_json, verify_request
+from verifier.service.requests import (
+    JSON,
+    TEXT,
+    VerifyRequest,
+    batch_items,
+    request_from_json,
+    verify_request,
+)
 from verifier.service.trustwatch import TrustWatch
 from verifier.store.base import Store
 
@@ -80,13 +86,25 @@ class Request(Protocol):
         ...
 
 
+class Verdicts(Protocol):
+    """Where verdicts come from: the central service's :class:`Pipeline` (token core + store),
+    or a gateway sidecar's (forward to the centre, or decide offline)."""
+
+    async def verify(
+        self, scanner: Scanner, inst: Institution | None, req: VerifyRequest, now: float
+    ) -> dict[str, Any]:
+        """A JSON-ready verdict; RequestRefused or StoreUnavailable when there is none."""
+        ...
+
+
 @dataclass
 class Runtime:
-    """Everything a running service holds; built by :func:`verifier.service.server.open_runtime`."""
+    """Everything a running service holds; built by :func:`verifier.service.server.open_runtime`
+    (a sidecar builds its own, with its own ``store`` of scanners and ``pipeline``)."""
 
     store: Store
     trust: TrustWatch
-    pipeline: Pipeline
+    pipeline: Verdicts
     scanners: ScannerCache
     metrics: Metrics
     max_body_bytes: int = 8192
