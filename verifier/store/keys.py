@@ -1,6 +1,6 @@
 """Redis key layout, and the argument rules every store enforces so both behave alike.
 
-Key layout (all values are compact JSON written by :mod:`verifier.store.codec`, except nonces)::
+Key layout (all values are compact JSON written by :mod:`verifier.codec`, except nonces)::
 
     vh:{<sub>}          holder record
     vn:{<sub>}:<jti>    nonce of one token; value "<claimant>\\n<request_id>[\\n<holder JSON>]"
