@@ -2,6 +2,8 @@
 
 ``memory://``            :class:`MemoryStore`, one process only (tests, demos)
 ``redis://host:port/db`` :class:`RedisStore`; ``rediss://`` for TLS
+``redis+cluster://host:port[,host:port…]``  :class:`ClusterStore`, a Redis Cluster (the
+                         hosts are seeds); ``rediss+cluster://`` for TLS
 """
 
 from __future__ import annotations
@@ -10,23 +12,53 @@ from urllib.parse import urlsplit
 
 from verifier.errors import ConfigError
 from verifier.store.base import NEW, REPLAYED, RETRY, Claim, Store
+from verifier.store.cluster import ClusterStore
 from verifier.store.memory import MemoryStore
 from verifier.store.redis import RedisStore
 
-__all__ = ["NEW", "REPLAYED", "RETRY", "Claim", "MemoryStore", "RedisStore", "Store", "open_store"]
+__all__ = [
+    "NEW",
+    "REPLAYED",
+    "RETRY",
+    "Claim",
+    "ClusterStore",
+    "MemoryStore",
+    "RedisStore",
+    "Store",
+    "open_store",
+]
 
 
-async def open_store(url: str, *, deadline_ms: int = 50, allow_eviction: bool = False) -> Store:
+async def open_store(
+    url: str, *, deadline_ms: int = 50, allow_eviction: bool = False, min_replicas: int = 0
+) -> Store:
     """Open the store named by ``url`` (the VERIFIER_STORE setting), ready for use.
 
     A coroutine because a Redis store is checked before it is handed out: it must answer, and
     its ``maxmemory-policy`` must be ``noeviction`` unless ``allow_eviction`` (see
     :meth:`RedisStore.check_eviction_policy`). Raises ConfigError for an unknown scheme or a
     refused policy, StoreUnavailable if Redis does not answer. ``deadline_ms`` is the per-call
-    deadline of a Redis store; a memory store ignores it. The caller closes the store.
+    deadline of a Redis store; a memory store ignores it. ``min_replicas`` (the
+    VERIFIER_MIN_REPLICAS setting) makes a cluster store confirm each claim on that many
+    replicas (see :mod:`verifier.store.cluster`); other stores refuse it (ConfigError). A
+    cluster is checked on every node (:meth:`ClusterStore.check_cluster`). The caller closes
+    the store.
     """
     # Only the scheme goes into messages: the URL may carry a password.
     scheme = urlsplit(url).scheme
+    if min_replicas and scheme not in ("redis+cluster", "rediss+cluster"):
+        raise ConfigError(
+            f"VERIFIER_MIN_REPLICAS: replica confirmation needs a redis+cluster:// store, "
+            f"not {scheme}://; set it to 0"
+        )
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        cluster = ClusterStore(url, deadline_ms=deadline_ms, min_replicas=min_replicas)
+        try:
+            await cluster.check_cluster(allow_eviction)
+        except BaseException:
+            await cluster.close()
+            raise
+        return cluster
     if scheme == "memory":
         return MemoryStore()
     if scheme in ("redis", "rediss"):
@@ -39,5 +71,6 @@ async def open_store(url: str, *, deadline_ms: int = 50, allow_eviction: bool = 
         return store
     raise ConfigError(
         f"VERIFIER_STORE: unsupported store URL scheme {scheme!r}; "
-        "use memory://, redis://host:port/db or rediss://host:port/db"
+        "use memory://, redis://host:port/db, rediss://host:port/db or "
+        "redis+cluster://host:port[,host:port…]"
     )

@@ -1,0 +1,538 @@
+"""The Redis Cluster store: each claim goes to its slot's master, fail closed on anything unsure.
+
+``redis+cluster://[user:password@]host:port[,host:port…]`` (``rediss+cluster://`` for TLS):
+the listed nodes are only seeds; the slot map comes from ``CLUSTER SLOTS``. A holder and its
+nonces share a hash tag (:mod:`verifier.store.keys`), so the claim script stays one atomic call
+on one node. Each node gets one auto-pipelined connection (:mod:`verifier.store.node`): claims
+for one node issued in the same event-loop turn go out in one write, as on a single node.
+
+Routing. A command goes to the master the slot map names. Replies that prove the command did
+not run are followed within the call's deadline: ``MOVED`` (the slot moved: remember it, and
+refresh the whole map in the background), ``ASK`` (a slot in migration: this command once to
+the other node, after ``ASKING``), ``TRYAGAIN`` (the keys are split by a migration in progress:
+pause and try again, briefly), ``NOSCRIPT`` (send the script itself). A connection error, a
+``CLUSTERDOWN``/``READONLY``/``LOADING`` reply or a slot with no master also refreshes the map,
+at most every ``REFRESH_INTERVAL_S``: that is how the store finds the replica promoted after a
+failover, with no restart.
+
+Failing closed. Every call has a deadline (``deadline_ms``, ``admin_deadline_ms`` for bulk
+writes and checks). A claim that timed out or lost its connection may have run: it is never
+sent again; the call raises StoreUnavailable, as it does for every error reply it cannot
+follow. A client retrying with the same request id gets the original verdict (RETRY).
+
+Replica confirmation (``min_replicas`` >= 1, the ``VERIFIER_MIN_REPLICAS`` setting). Redis
+replicates asynchronously: a master killed just after acknowledging a claim can be replaced by
+a replica that never saw it, and the token would be accepted again. With ``min_replicas`` a
+claim that consumed its nonce (NEW) is only reported after ``WAIT`` says that many replicas
+have it; one WAIT covers every claim of one event-loop turn on a connection (a group commit).
+A RETRY first refreshes the nonce's expiry (a write on this connection, which WAIT then
+covers), since the first claim may never have been confirmed. Not confirmed within the
+deadline: StoreUnavailable, and a retry with the same request id gets the original verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+from verifier import codec
+from verifier.errors import ConfigError, StoreUnavailable
+from verifier.records import Holder, Institution, Scanner
+from verifier.store.base import REPLAYED, RETRY, Claim, claim_result, read_record
+from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
+from verifier.store.cluster_checks import NodeReport, judge_cluster, replica_addresses
+from verifier.store.keys import (
+    check_claim_args,
+    holder_key,
+    institution_key,
+    nonce_key,
+    scanner_key,
+)
+from verifier.store.node import Node, NodeConnection
+from verifier.store.resp import ConnectionDown, RespError, pack
+from verifier.store.slots import (
+    SLOTS,
+    Address,
+    ClusterURL,
+    SlotRange,
+    key_slot,
+    parse_cluster_slots,
+    parse_redirect,
+    tag_slot,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_REDIRECTS = 5  # MOVED/ASK hops for one command; more means the map is in flux
+TRYAGAIN_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)  # then 0.05 s until the deadline
+REFRESH_INTERVAL_S = 0.1  # the slot map is asked for at most this often
+PROBES_AT_ONCE = 3  # nodes asked for the slot map together; the first answer wins
+# Error replies after which the map is probably out of date (the command did not run).
+_TOPOLOGY_ERRORS = ("CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN")
+
+_ASKING = pack("ASKING")
+_CLAIM_PREFIX = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % CLAIM_SHA.encode()
+
+Reply = object
+Confirm = asyncio.Future[int] | None
+
+
+class ClusterStore:
+    """A :class:`verifier.store.base.Store` on a Redis Cluster.
+
+    Creating one does no I/O; the slot map is read on first use. Call :meth:`check_cluster`
+    once at startup (``open_store`` does).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        deadline_ms: int = 50,
+        admin_deadline_ms: int = 2000,
+        chunk_size: int = 1000,
+        min_replicas: int = 0,
+    ) -> None:
+        self._url = ClusterURL.parse(url)
+        if deadline_ms <= 0 or admin_deadline_ms <= 0 or chunk_size <= 0:
+            raise ValueError("deadlines and chunk size must be positive")
+        if min_replicas < 0:
+            raise ConfigError("VERIFIER_MIN_REPLICAS: must not be negative")
+        self._deadline = deadline_ms / 1000
+        self._admin_deadline = admin_deadline_ms / 1000
+        self._chunk_size = chunk_size
+        self.min_replicas = min_replicas
+        self._closed = False
+        self._nodes: dict[Address, Node] = {}
+        self._slots: list[Node | None] = [None] * SLOTS
+        self._ranges: list[SlotRange] = []
+        self._refresh: asyncio.Task[None] | None = None
+        self._refreshed_at = -REFRESH_INTERVAL_S
+
+    # -- nodes and the slot map ------------------------------------------------------------
+
+    def _node(self, address: Address) -> Node:
+        node = self._nodes.get(address)
+        if node is None:
+            conn = NodeConnection(
+                self._url.node_url(address),
+                deadline=self._deadline,
+                connect_timeout=self._admin_deadline,
+                stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
+            )
+            node = self._nodes[address] = Node(address, conn, self.min_replicas)
+        return node
+
+    def masters(self) -> list[Address]:
+        """Addresses of the masters in the current slot map (empty before the first use)."""
+        return list(dict.fromkeys(r.master for r in self._ranges))
+
+    def _apply(self, ranges: list[SlotRange]) -> None:
+        slots: list[Node | None] = [None] * SLOTS
+        for r in ranges:
+            node = self._node(r.master)
+            slots[r.start : r.end + 1] = [node] * (r.end - r.start + 1)
+        changed = sorted(set(self.masters())) != sorted({r.master for r in ranges})
+        self._slots, self._ranges = slots, ranges
+        if changed:
+            log.info(
+                "redis cluster masters now %s", ", ".join(f"{h}:{p}" for h, p in self.masters())
+            )
+
+    def _refresh_soon(self) -> None:
+        """Re-read the slot map in the background, unless one is under way or was just read."""
+        if self._closed or (self._refresh is not None and not self._refresh.done()):
+            return
+        if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL_S:
+            return
+        self._refresh = asyncio.ensure_future(self._read_map())
+        self._refresh.add_done_callback(_log_refresh_failure)
+
+    async def _map(self) -> None:
+        """Wait for a slot map: the one under way, or a new one (raises StoreUnavailable)."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._read_map())
+            self._refresh.add_done_callback(_log_refresh_failure)
+        await asyncio.shield(self._refresh)
+
+    async def _read_map(self) -> None:
+        self._refreshed_at = time.monotonic()
+        masters = set(self.masters())
+        # Healthy nodes first, masters before replicas, then the seeds of the URL.
+        known = sorted(self._nodes.values(), key=lambda n: (n.failed_at, n.address not in masters))
+        candidates = list(dict.fromkeys([n.address for n in known] + list(self._url.seeds)))
+        problems = []
+        for start in range(0, len(candidates), PROBES_AT_ONCE):
+            probes = [
+                asyncio.ensure_future(self._ask_slots(a))
+                for a in candidates[start : start + PROBES_AT_ONCE]
+            ]
+            try:
+                for next_answer in asyncio.as_completed(probes):
+                    try:
+                        self._apply(await next_answer)
+                        return
+                    except StoreUnavailable as err:
+                        problems.append(str(err))
+            finally:
+                for probe in probes:
+                    probe.cancel()
+        raise StoreUnavailable("redis cluster: no node gave a slot map: " + "; ".join(problems))
+
+    async def _ask_slots(self, address: Address) -> list[SlotRange]:
+        node = self._node(address)
+        try:
+            async with asyncio.timeout(self._admin_deadline):
+                reply = await node.conn.call(pack("CLUSTER", "SLOTS"), self._admin_deadline)
+            return parse_cluster_slots(reply, node.host)
+        except TimeoutError as err:
+            raise StoreUnavailable(f"{_where(address)}: CLUSTER SLOTS: no reply") from err
+        except (ConnectionDown, OSError, ssl.SSLError, ValueError) as err:
+            node.failed_at = time.monotonic()
+            raise StoreUnavailable(f"{_where(address)}: CLUSTER SLOTS: {_describe(err)}") from err
+
+    def _failed(self, node: Node) -> None:
+        node.failed_at = time.monotonic()
+        self._refresh_soon()
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def _routed(
+        self,
+        what: str,
+        deadline: float,
+        work: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Run ``work`` within ``deadline`` seconds; every failure becomes StoreUnavailable."""
+        if self._closed:
+            raise StoreUnavailable("redis cluster store is closed")
+        try:
+            async with asyncio.timeout(deadline):
+                return await work()
+        except TimeoutError as err:
+            self._refresh_soon()  # a master cut off (not refusing) is only seen as silence
+            raise StoreUnavailable(
+                f"redis cluster {what}: no reply within {deadline * 1000:g} ms"
+            ) from err
+        except (ConnectionDown, OSError, ssl.SSLError) as err:
+            self._refresh_soon()
+            raise StoreUnavailable(f"redis cluster {what}: {_describe(err)}") from err
+
+    async def _execute(
+        self,
+        slot: int,
+        packed: bytes,
+        *,
+        script: bytes | None = None,
+        confirm: bool = False,
+        first: tuple[Node, Reply] | None = None,
+    ) -> tuple[Reply, Confirm]:
+        """Send one command to the master of ``slot``, following what proves it did not run.
+
+        ``script``: the EVAL to send after NOSCRIPT. ``confirm``: also queue a WAIT behind it
+        (returned). ``first``: a reply already received from a node (the claim's fast path).
+        Returns the reply (never an error reply) or raises; the caller bounds the time.
+        """
+        node, reply = first if first is not None else (None, None)
+        asking = False
+        redirects = 0
+        pauses = iter(TRYAGAIN_PAUSES)
+        wait: Confirm = None
+        while True:
+            if reply is None:
+                if node is None:
+                    node = await self._master(slot)
+                reply, wait = await self._send(node, packed, asking, confirm)
+            if not isinstance(reply, RespError):
+                return reply, wait
+            assert node is not None
+            text = str(reply)
+            reply = None
+            redirect = parse_redirect(text, node.host)
+            if redirect is not None:
+                redirects += 1
+                if redirects > MAX_REDIRECTS or (asking and redirect.ask):
+                    self._refresh_soon()
+                    raise StoreUnavailable(f"redis cluster: slot {slot} keeps moving ({text})")
+                target = self._node(redirect.address)
+                if not redirect.ask:
+                    self._slots[slot] = target
+                    self._refresh_soon()
+                node, asking = target, redirect.ask
+            elif text.startswith("NOSCRIPT") and script is not None:
+                packed, script = script, None  # same node, ASKING again if it was asked
+            elif text.startswith("TRYAGAIN"):
+                await asyncio.sleep(next(pauses, TRYAGAIN_PAUSES[-1]))
+                node, asking = None, False
+            else:
+                if text.startswith(_TOPOLOGY_ERRORS):
+                    self._failed(node)
+                raise StoreUnavailable(f"redis cluster {_where(node.address)}: {text:.200}")
+
+    async def _master(self, slot: int) -> Node:
+        node = self._slots[slot]
+        if node is None:
+            if self._ranges:
+                self._refresh_soon()
+                raise StoreUnavailable(f"redis cluster: no master serves slot {slot}")
+            await self._map()
+            node = self._slots[slot]
+            if node is None:
+                raise StoreUnavailable(f"redis cluster: no master serves slot {slot}")
+        return node
+
+    async def _send(
+        self, node: Node, packed: bytes, asking: bool, confirm: bool
+    ) -> tuple[Reply, Confirm]:
+        conn = node.conn
+        try:
+            if not asking and not confirm:
+                return await conn.call(packed), None
+            stream = await conn.open_stream()
+            if asking:
+                _ignore(conn.send_on(stream, _ASKING))
+            reply = conn.send_on(stream, packed)
+            wait = node.confirm(stream, time.monotonic() + self._deadline) if confirm else None
+            return await reply, wait
+        except (ConnectionDown, OSError, ssl.SSLError):
+            self._failed(node)
+            raise
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    async def claim(
+        self, sub: str, jti: str, claimant: str, request_id: str | None, ttl_ms: int
+    ) -> Claim:
+        """See :meth:`verifier.store.base.Store.claim`: one EVALSHA on the slot's master."""
+        check_claim_args(sub, jti, claimant, request_id, ttl_ms)
+        if self._closed:
+            raise StoreUnavailable("redis cluster store is closed")
+        hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
+        cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
+        packed = (
+            _CLAIM_PREFIX
+            + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+            % (len(hk), hk, len(nk), nk, len(cl), cl, len(rid), rid, len(ttl), ttl)
+        )
+        slot = tag_slot(sub.encode())
+        node = self._slots[slot]
+        first = None
+        started = time.monotonic()
+        if node is not None and node.conn.connected:
+            # The common case. No timer per call: the connection's sweeper keeps the deadline,
+            # and one timer per WAIT group (min_replicas) keeps it for the confirmation.
+            try:
+                if self.min_replicas:
+                    stream = node.conn.stream()
+                    sent = node.conn.send_on(stream, packed)
+                    wait = node.confirm(stream, started + self._deadline)
+                    reply = await sent
+                else:
+                    reply = await node.conn.call(packed)
+                if not isinstance(reply, RespError):
+                    outcome, holder = parse_claim_reply(reply)
+                    if not self.min_replicas or outcome == REPLAYED:
+                        return claim_result(outcome, holder)
+                    if outcome != RETRY:
+                        await self._confirmed(wait)
+                        return claim_result(outcome, holder)
+            except TimeoutError as err:
+                self._refresh_soon()
+                raise StoreUnavailable(
+                    f"redis cluster claim: no reply within {self._deadline * 1000:g} ms"
+                ) from err
+            except (ConnectionDown, OSError, ssl.SSLError) as err:
+                self._failed(node)
+                raise StoreUnavailable(f"redis cluster claim: {_describe(err)}") from err
+            # An error reply (it did not run: follow it) or a RETRY to confirm, within what is
+            # left of the deadline.
+            first = (node, reply)
+
+        async def routed() -> Claim:
+            script = pack("EVAL", CLAIM_LUA, 2, hk, nk, cl, rid, ttl)
+            confirm = self.min_replicas > 0
+            reply, wait = await self._execute(
+                slot, packed, script=script, confirm=confirm, first=first
+            )
+            outcome, holder = parse_claim_reply(reply)
+            if confirm and outcome != REPLAYED:
+                if outcome == RETRY:
+                    wait = await self._touch(slot, nk, ttl)
+                await self._confirmed(wait)
+            return claim_result(outcome, holder)
+
+        left = self._deadline - (time.monotonic() - started)
+        return await self._routed("claim", max(left, 0.0), routed)
+
+    async def _touch(self, slot: int, nk: bytes, ttl: bytes) -> Confirm:
+        """Rewrite a retried nonce's expiry (a write on this connection for WAIT to cover)."""
+        reply, wait = await self._execute(slot, pack("PEXPIRE", nk, ttl), confirm=True)
+        if reply != 1:
+            raise StoreUnavailable("redis cluster claim: the nonce vanished before a retry")
+        return wait
+
+    async def _confirmed(self, wait: Confirm) -> None:
+        assert wait is not None
+        count = await asyncio.shield(wait)
+        if count < self.min_replicas:
+            raise StoreUnavailable(
+                f"redis cluster claim: {max(count, 0)} of {self.min_replicas} replicas "
+                "confirmed it in time"
+            )
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def _command(self, what: str, key: str, *args: str | bytes | int) -> Reply:
+        slot = key_slot(key.encode())
+        packed = pack(what, key, *args)
+        reply, _ = await self._routed(what, self._deadline, lambda: self._execute(slot, packed))
+        return reply
+
+    async def _set(self, key: str, value: bytes) -> None:
+        reply = await self._command("SET", key, value)
+        if reply != b"OK":
+            raise StoreUnavailable(f"redis cluster SET: unexpected reply {reply!r:.100}")
+
+    async def _get(self, key: str, decode: Callable[[bytes], T]) -> T | None:
+        reply = await self._command("GET", key)
+        if reply is None:
+            return None
+        if not isinstance(reply, bytes):
+            raise StoreUnavailable(f"redis cluster GET {key}: unexpected reply {reply!r:.100}")
+        return read_record(key, reply, decode)
+
+    async def put_holder(self, holder: Holder) -> None:
+        await self._set(holder_key(holder.sub), codec.encode_holder(holder))
+
+    async def put_holders(
+        self, holders: Iterable[Holder], on_progress: Callable[[int], None] | None = None
+    ) -> int:
+        """SET ``holders`` in chunks of ``chunk_size``, each node's share in one pipeline.
+
+        Each chunk has ``admin_deadline_ms``; ``on_progress(n_done)`` after each. A SET is
+        idempotent, so a bulk write follows every redirection. A failure part way leaves the
+        earlier chunks written.
+        """
+        done = 0
+        it = iter(holders)
+        while batch := list(itertools.islice(it, self._chunk_size)):
+            writes = [(holder_key(h.sub), codec.encode_holder(h)) for h in batch]
+            await self._routed(
+                "SET (bulk)", self._admin_deadline, functools.partial(self._set_many, writes)
+            )
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(done)
+        return done
+
+    async def _set_many(self, writes: Sequence[tuple[str, bytes]]) -> None:
+        # Every SET is queued in this turn, so each node gets its share in one write.
+        replies = await asyncio.gather(
+            *(self._execute(key_slot(k.encode()), pack("SET", k, v)) for k, v in writes)
+        )
+        bad = next((r for r, _ in replies if r != b"OK"), None)
+        if bad is not None:
+            raise StoreUnavailable(f"redis cluster SET (bulk): unexpected reply {bad!r:.100}")
+
+    async def get_holder(self, sub: str) -> Holder | None:
+        return await self._get(holder_key(sub), codec.decode_holder)
+
+    async def put_institution(self, inst: Institution) -> None:
+        await self._set(institution_key(inst.id), codec.encode_institution(inst))
+
+    async def get_institution(self, inst_id: str) -> Institution | None:
+        return await self._get(institution_key(inst_id), codec.decode_institution)
+
+    async def put_scanner(self, scanner: Scanner) -> None:
+        await self._set(scanner_key(scanner.id), codec.encode_scanner(scanner))
+
+    async def get_scanner(self, scanner_id: str) -> Scanner | None:
+        return await self._get(scanner_key(scanner_id), codec.decode_scanner)
+
+    # -- health ----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless every master answers PING now."""
+
+        async def ping_all() -> None:
+            if not self._ranges:
+                await self._map()
+            replies = await asyncio.gather(
+                *(self._node(a).conn.call(pack("PING")) for a in self.masters())
+            )
+            if any(r != b"PONG" for r in replies):
+                raise StoreUnavailable(f"redis cluster PING: {replies!r:.200}")
+
+        await self._routed("PING", self._deadline, ping_all)
+
+    async def check_cluster(self, allow_eviction: bool) -> None:
+        """The start-up checks, against every node of a fresh slot map.
+
+        Every slot served, ``cluster_state:ok`` on every master, and ``maxmemory-policy
+        noeviction`` on masters and replicas alike (a replica is a master after a failover):
+        see :func:`verifier.store.cluster_checks.judge_cluster`. ConfigError for an evicting or
+        uncheckable policy unless ``allow_eviction``; StoreUnavailable for a cluster that is not
+        whole or a master that does not answer.
+        """
+
+        async def gather_reports() -> list[NodeReport]:
+            await self._map()
+            masters = self.masters()
+            reports = list(await asyncio.gather(*(self._report(a, True) for a in masters)))
+            replicas = [a for r in reports for a in replica_addresses(r) if a not in masters]
+            reports += await asyncio.gather(*(self._report(a, False) for a in replicas))
+            return reports
+
+        # Each node has the admin deadline; a replica that misses it is only logged.
+        reports = await self._routed("start-up check", 2 * self._admin_deadline, gather_reports)
+        for report in reports:
+            if not report.master:
+                self._nodes[report.address].conn.close()  # only needed for the check
+        judge_cluster(self._ranges, reports, allow_eviction, self.min_replicas)
+
+    async def _report(self, address: Address, master: bool) -> NodeReport:
+        conn = self._node(address).conn
+        commands = [pack("CONFIG", "GET", "maxmemory-policy"), pack("CLUSTER", "INFO")]
+        if master:
+            commands.append(pack("INFO", "replication"))
+        try:
+            replies = await asyncio.gather(*(conn.call(c, self._admin_deadline) for c in commands))
+        except (ConnectionDown, OSError, ssl.SSLError, TimeoutError) as err:
+            if master:
+                raise
+            return NodeReport(address, master, error=_describe(err))
+        return NodeReport(address, master, replies=replies)
+
+    async def close(self) -> None:
+        """Close every connection; later calls raise StoreUnavailable."""
+        self._closed = True
+        if self._refresh is not None:
+            self._refresh.cancel()
+        for node in self._nodes.values():
+            node.conn.close()
+
+
+def _ignore(fut: asyncio.Future[object]) -> None:
+    """Drop a reply nobody reads (ASKING's +OK), without an unretrieved-exception warning."""
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+def _log_refresh_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (err := task.exception()) is not None:
+        log.warning("redis cluster: slot map not refreshed: %s", err)
+
+
+def _where(address: Address) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
