@@ -8,7 +8,8 @@ Starts the built-in no-op HTTP server (:mod:`bench.noop_server`, its own process
 * ``--max``: a closed-loop run as fast as possible: the bench's **maximum rate**.
 
 Either way it also reports the generator's CPU per request (process CPU time / requests,
-kernel socket work included) and the Python hot path alone (:mod:`bench.hotpath`).
+kernel socket work included). The Python share of it alone, without system calls, is a
+measurement of the engine's code rather than of this run: ``python experiments/hotpath.py``.
 ``--serve PORT`` only runs the no-op server in the foreground (to point ``wrk`` at it);
 ``--target URL`` uses an already running no-op server instead of starting one.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import hotpath, noop_server, results, runner
+from bench import noop_server, results, runner
 from bench.args import add_timing_arguments, positive_float
 from bench.report import print_progress, render
 
@@ -41,7 +42,6 @@ class CalibrateOptions:
     warmup_s: float
     target: str | None
     out: Path | None
-    hot_path: bool = True
     poisson: bool = False
     seed: int = 0
     drain_s: float = 2.0
@@ -74,16 +74,9 @@ def calibrate(options: CalibrateOptions) -> dict[str, Any]:
         if server is not None:
             server.stop()
     document = results.build(outcome, "calibrate-max" if options.max else "calibrate-noise")
-    calibration: dict[str, Any] = {
+    document["calibration"] = {
         "cpu_us_per_request": document["generator"]["cpu_us_per_request"],
     }
-    if options.hot_path:
-        cost = hotpath.measure()
-        calibration["hot_path_us_per_request"] = {
-            "open_loop": round(cost.open_loop_us, 2),
-            "closed_loop": round(cost.closed_loop_us, 2),
-        }
-    document["calibration"] = calibration
     return document
 
 
@@ -106,12 +99,6 @@ def run_calibrate(options: CalibrateOptions) -> int:
         )
     spinning = "" if options.max or not options.spin else ", mostly spinning between sends"
     print(f"generator CPU: {cal['cpu_us_per_request']} µs/request (process incl. kernel{spinning})")
-    if "hot_path_us_per_request" in cal:
-        hot = cal["hot_path_us_per_request"]
-        print(
-            f"hot path: {hot['open_loop']} µs/request open loop,"
-            f" {hot['closed_loop']} µs/request closed loop (Python only, no syscalls)"
-        )
     if options.out is not None:
         results.write(document, options.out)
     return 0 if document["valid"] else 1
@@ -125,7 +112,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--rate", type=positive_float, default=1000.0, help="noise-floor rate")
     parser.add_argument("--target", help="an already running no-op server (default: start one)")
     parser.add_argument("--serve", type=int, metavar="PORT", help="only serve, for wrk")
-    parser.add_argument("--no-hot-path", action="store_true", help="skip the hot-path probe")
+    # Accepted and ignored: calibrate no longer runs the hot-path probe (experiments/hotpath.py).
+    parser.add_argument("--no-hot-path", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     parser.set_defaults(handler=_handle, warmup=1.0)  # calibrate warms up 1 s by default
 
@@ -143,7 +131,6 @@ def _handle(ns: argparse.Namespace) -> int:
         warmup_s=ns.warmup,
         target=ns.target,
         out=ns.out,
-        hot_path=not ns.no_hot_path,
         poisson=ns.poisson,
         seed=ns.seed,
         drain_s=ns.drain,

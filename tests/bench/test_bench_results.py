@@ -181,10 +181,3 @@ def test_progress_across_processes_reports_the_worst() -> None:
     assert (combined.completed, combined.errors, combined.mismatches) == (30, 1, 2)
     assert (combined.p50_ns, combined.p99_ns, combined.max_ns) == (7, 50, 90)
     assert combined.processes == 2
-
-
-def test_hot_path_probe_runs() -> None:
-    from bench import hotpath
-
-    cost = hotpath.measure(requests=2000, connections=4)
-    assert cost.open_loop_us > 0 and cost.closed_loop_us > 0

@@ -2,11 +2,13 @@
 
 Both loops run on the same machine, in the same process, over the same N distinct tokens
 (distinct holders and nonces, issue times spread over a minute as a scanner fleet would see
-them). The bare loop calls libsodium's ``crypto_sign_open`` on exactly the bytes the token
-core hands it (signature || PAE), so the ratio is the share of time spent on the signature
-check. Rounds alternate between the two loops; the best round of each is reported.
+them; built by ``bench bound``'s :func:`bench.bound.token_set`, which ``bench bound`` times the
+same way in slices). The bare loop calls libsodium's ``crypto_sign_open`` directly on exactly
+the bytes the token core hands it (signature || PAE), so the ratio is the share of time spent
+on the signature check. Rounds alternate between the two loops; the best round of each is
+reported.
 
-    python -m bench.coremicro [--tokens 2000] [--rounds 7]
+    python experiments/coremicro.py [--tokens 2000] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -17,35 +19,13 @@ import time
 from collections.abc import Callable
 
 import orjson
+from nacl._sodium import ffi, lib  # libsodium itself, as verifier.paseto calls it
 
-from verifier import b64url, core, paserk, paseto, tokens, trust
+from bench.bound import check, token_set
+from verifier.core import verify
 from verifier.policy import ClaimPolicy
 
-
-def _setup(n: int) -> tuple[list[str], list[tuple[bytes, bytes]], trust.TrustList, float]:
-    root, issuer = paserk.generate(), paserk.generate()
-    now = time.time()
-    keys = {
-        issuer.kid: trust.IssuerKey(issuer.kid, issuer.public, "nhsa", frozenset({"mi-voucher"}))
-    }
-    tl = trust.load(trust.sign(keys, root.secret, 1, now - 60, now + 3600), root.public, now)
-    toks = [
-        tokens.mint(
-            issuer.secret,
-            iss="nhsa",
-            sub=f"holder-{i:06d}",
-            card="mi-voucher",
-            region="110101",
-            iat=now - (i % 60),
-        )
-        for i in range(n)
-    ]
-    bare = []
-    for t in toks:
-        body, footer = paseto.split(t.encode())
-        raw = b64url.decode(body)
-        bare.append((raw[-64:] + paseto._pae3(raw[:-64], footer, b""), issuer.public))
-    return toks, bare, tl, now
+_SCRATCH_BYTES = 16384  # crypto_sign_open's output buffer, allocated once (as the library does)
 
 
 def _rate(fn: Callable[[], None], count: int) -> float:
@@ -55,13 +35,17 @@ def _rate(fn: Callable[[], None], count: int) -> float:
 
 
 def measure(n: int = 2000, rounds: int = 7) -> dict[str, object]:
-    toks, bare, tl, now = _setup(n)
-    policy = ClaimPolicy()
-    lib, scratch, scratch_len = paseto._lib, paseto._scratch, paseto._scratch_len
-    verify = core.verify
+    made = token_set(n, time.time())
+    check(made)  # every token is genuine and accepted by the core
+    toks, tl, now, pk, policy = made.tokens, made.trust_list, made.now, made.public, ClaimPolicy()
+    bare = made.signed
+    if max(map(len, bare)) > _SCRATCH_BYTES:
+        raise ValueError("a token too long for the scratch buffer")
+    scratch = ffi.new("unsigned char[]", _SCRATCH_BYTES)
+    scratch_len = ffi.new("unsigned long long *")
 
     def run_bare() -> None:
-        for signed, pk in bare:
+        for signed in bare:
             if lib.crypto_sign_open(scratch, scratch_len, signed, len(signed), pk) != 0:
                 raise AssertionError("bare verify failed")
 
@@ -103,7 +87,7 @@ def _cpu() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m bench.coremicro", description=__doc__.split("\n\n")[0]
+        prog="python experiments/coremicro.py", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--tokens", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=7)

@@ -4,10 +4,10 @@ Drives the real :class:`bench.connection.Connection` / :class:`bench.dispatch.Di
 with connections whose ``write`` is ``len`` (sends nothing) and a canned response, so the
 figure is the Python hot path alone: release from the pacer, queueing, the write call,
 response cache, oracle check and histogram records. Kernel socket work comes on top
-(compare the process CPU per request that ``bench calibrate`` also prints, and ``wrk``'s,
-on the same machine).
+(compare the process CPU per request that ``bench calibrate`` prints, and ``wrk``'s, on the
+same machine).
 
-    python -m bench.hotpath [REQUESTS]
+    python experiments/hotpath.py [REQUESTS]
 """
 
 from __future__ import annotations
