@@ -15,7 +15,6 @@ from verifier.errors import ConfigError, StoreUnavailable
 from verifier.records import Holder
 from verifier.store import NEW, REPLAYED, ClusterStore, open_store
 from verifier.store.keys import holder_key, nonce_key
-from verifier.store.slots import tag_slot
 
 if TYPE_CHECKING:  # imported by pytest_plugins, so that pytest imports it first
     from redis_cluster import RedisCluster
@@ -29,23 +28,8 @@ def holder(sub: str) -> Holder:
     return Holder(sub=sub, status="active", scheme="resident", region="110105")
 
 
-def subs_by_master(cluster: RedisCluster, per_master: int) -> dict[int, list[str]]:
-    """``per_master`` holder ids whose slot each master serves, by master port."""
-    found: dict[int, list[str]] = {port: [] for port, _, _ in cluster.masters()}
-    owners = [(a, b, port) for port, _, ranges in cluster.masters() for a, b in ranges]
-    i = 0
-    while any(len(subs) < per_master for subs in found.values()):
-        sub = f"h{i}"
-        slot = tag_slot(sub.encode())
-        port = next(p for a, b, p in owners if a <= slot <= b)
-        if len(found[port]) < per_master:
-            found[port].append(sub)
-        i += 1
-    return found
-
-
 def test_claims_for_holders_on_every_master(redis_cluster: RedisCluster, cluster_url: str) -> None:
-    by_master = subs_by_master(redis_cluster, 5)
+    by_master = redis_cluster.subs_by_master(5)
     subs = [sub for group in by_master.values() for sub in group]
 
     async def body() -> None:

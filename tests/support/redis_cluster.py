@@ -21,6 +21,7 @@ test that cluster healthy and empty.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,8 @@ from pathlib import Path
 import pytest
 import redis
 from redis_server import START_TIMEOUT_S, _answers_ping, _free_port, find_redis_server
+
+from verifier.store.slots import key_slot
 
 NODE_TIMEOUT_MS = 2000
 SLOTS = 16384
@@ -193,6 +196,21 @@ class RedisCluster:
             if any(a <= slot <= b for a, b in ranges):
                 return port
         raise LookupError(f"no master serves slot {slot}")
+
+    def subs_by_master(self, per_master: int, prefix: str = "h") -> dict[int, list[str]]:
+        """``per_master`` holder ids whose slot each master serves, by master port."""
+        masters = self.masters()
+        found: dict[int, list[str]] = {port: [] for port, _, _ in masters}
+        owners = [(a, b, port) for port, _, ranges in masters for a, b in ranges]
+        for i in itertools.count():
+            if all(len(subs) >= per_master for subs in found.values()):
+                return found
+            sub = f"{prefix}{i}"
+            slot = key_slot(sub.encode())
+            port = next(p for a, b, p in owners if a <= slot <= b)
+            if len(found[port]) < per_master:
+                found[port].append(sub)
+        raise AssertionError("unreachable")
 
     def node_id(self, port: int) -> str:
         with self.node(port).client() as c:

@@ -25,8 +25,8 @@ replicates asynchronously: a master killed just after acknowledging a claim can 
 a replica that never saw it, and the token would be accepted again. With ``min_replicas`` a
 claim that consumed its nonce (NEW) is only reported after ``WAIT`` says that many replicas
 have it; one WAIT covers every claim of one event-loop turn on a connection (a group commit).
-A RETRY first refreshes the nonce's expiry (a write on this connection, which WAIT then
-covers), since the first claim may never have been confirmed. Not confirmed within the
+A RETRY is confirmed too (the first claim's confirmation may have failed): in this mode the
+claim script also rewrites a retried nonce's expiry, a write that WAIT then covers. Not confirmed within the
 deadline: StoreUnavailable, and a retry with the same request id gets the original verdict.
 """
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import itertools
 import logging
 import ssl
@@ -44,7 +45,7 @@ from typing import TypeVar
 from verifier import codec
 from verifier.errors import ConfigError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
-from verifier.store.base import REPLAYED, RETRY, Claim, claim_result, read_record
+from verifier.store.base import REPLAYED, Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
 from verifier.store.cluster_checks import NodeReport, judge_cluster, replica_addresses
 from verifier.store.keys import (
@@ -79,7 +80,29 @@ PROBES_AT_ONCE = 3  # nodes asked for the slot map together; the first answer wi
 _TOPOLOGY_ERRORS = ("CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN")
 
 _ASKING = pack("ASKING")
-_CLAIM_PREFIX = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % CLAIM_SHA.encode()
+
+
+def _confirmed_claim_lua() -> str:
+    """The claim script, except that a retry also rewrites the nonce's expiry.
+
+    WAIT is documented to cover the writes made on its own connection, and a retry writes
+    nothing: a retry on another connection than the first claim (whose own WAIT may have
+    failed) would be acknowledged with nothing confirmed. The rewrite is a write that the
+    WAIT behind it covers, and the master has the nonce in its stream before it. (Redis 7.0
+    records the offset after any command, so WAIT would hold there anyway; the documented
+    contract is what this relies on.)"""
+    retry = "    return {'retry'"
+    touched = "    redis.call('PEXPIRE', KEYS[2], ARGV[3])\n" + retry
+    if CLAIM_LUA.count(retry) != 2:
+        raise RuntimeError("the claim script changed: revisit the confirmed claim")
+    return CLAIM_LUA.replace(retry, touched)
+
+
+CONFIRMED_CLAIM_LUA = _confirmed_claim_lua()
+_SCRIPTS = {
+    False: (CLAIM_LUA, CLAIM_SHA),
+    True: (CONFIRMED_CLAIM_LUA, hashlib.sha1(CONFIRMED_CLAIM_LUA.encode()).hexdigest()),
+}
 
 Reply = object
 Confirm = asyncio.Future[int] | None
@@ -107,6 +130,9 @@ class ClusterStore:
         if min_replicas < 0:
             raise ConfigError("VERIFIER_MIN_REPLICAS: must not be negative")
         self._deadline = deadline_ms / 1000
+        # WAIT answers a little before the deadline, so that "not confirmed" is told apart from
+        # "no reply" (both are StoreUnavailable; the logs say which).
+        self._confirm_within = self._deadline - min(0.1 * self._deadline, 0.01)
         self._admin_deadline = admin_deadline_ms / 1000
         self._chunk_size = chunk_size
         self.min_replicas = min_replicas
@@ -232,13 +258,13 @@ class ClusterStore:
         packed: bytes,
         *,
         script: bytes | None = None,
-        confirm: bool = False,
+        confirm_by: float | None = None,
         first: tuple[Node, Reply] | None = None,
     ) -> tuple[Reply, Confirm]:
         """Send one command to the master of ``slot``, following what proves it did not run.
 
-        ``script``: the EVAL to send after NOSCRIPT. ``confirm``: also queue a WAIT behind it
-        (returned). ``first``: a reply already received from a node (the claim's fast path).
+        ``script``: the EVAL to send after NOSCRIPT. ``confirm_by``: also queue a WAIT behind
+        it that answers by then (monotonic seconds), and return it. ``first``: a reply already received from a node (the claim's fast path).
         Returns the reply (never an error reply) or raises; the caller bounds the time.
         """
         node, reply = first if first is not None else (None, None)
@@ -250,7 +276,7 @@ class ClusterStore:
             if reply is None:
                 if node is None:
                     node = await self._master(slot)
-                reply, wait = await self._send(node, packed, asking, confirm)
+                reply, wait = await self._send(node, packed, asking, confirm_by)
             if not isinstance(reply, RespError):
                 return reply, wait
             assert node is not None
@@ -290,17 +316,17 @@ class ClusterStore:
         return node
 
     async def _send(
-        self, node: Node, packed: bytes, asking: bool, confirm: bool
+        self, node: Node, packed: bytes, asking: bool, confirm_by: float | None
     ) -> tuple[Reply, Confirm]:
         conn = node.conn
         try:
-            if not asking and not confirm:
+            if not asking and confirm_by is None:
                 return await conn.call(packed), None
             stream = await conn.open_stream()
             if asking:
                 _ignore(conn.send_on(stream, _ASKING))
             reply = conn.send_on(stream, packed)
-            wait = node.confirm(stream, time.monotonic() + self._deadline) if confirm else None
+            wait = None if confirm_by is None else node.confirm(stream, confirm_by)
             return await reply, wait
         except (ConnectionDown, OSError, ssl.SSLError):
             self._failed(node)
@@ -317,8 +343,9 @@ class ClusterStore:
             raise StoreUnavailable("redis cluster store is closed")
         hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
         cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
+        lua, sha = _SCRIPTS[self.min_replicas > 0]
         packed = (
-            _CLAIM_PREFIX
+            b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % sha.encode()
             + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
             % (len(hk), hk, len(nk), nk, len(cl), cl, len(rid), rid, len(ttl), ttl)
         )
@@ -333,17 +360,15 @@ class ClusterStore:
                 if self.min_replicas:
                     stream = node.conn.stream()
                     sent = node.conn.send_on(stream, packed)
-                    wait = node.confirm(stream, started + self._deadline)
+                    wait = node.confirm(stream, started + self._confirm_within)
                     reply = await sent
                 else:
                     reply = await node.conn.call(packed)
                 if not isinstance(reply, RespError):
                     outcome, holder = parse_claim_reply(reply)
-                    if not self.min_replicas or outcome == REPLAYED:
-                        return claim_result(outcome, holder)
-                    if outcome != RETRY:
+                    if self.min_replicas and outcome != REPLAYED:
                         await self._confirmed(wait)
-                        return claim_result(outcome, holder)
+                    return claim_result(outcome, holder)
             except TimeoutError as err:
                 self._refresh_soon()
                 raise StoreUnavailable(
@@ -352,36 +377,32 @@ class ClusterStore:
             except (ConnectionDown, OSError, ssl.SSLError) as err:
                 self._failed(node)
                 raise StoreUnavailable(f"redis cluster claim: {_describe(err)}") from err
-            # An error reply (it did not run: follow it) or a RETRY to confirm, within what is
-            # left of the deadline.
-            first = (node, reply)
+            first = (node, reply)  # did not run: follow it within what is left of the deadline
 
         async def routed() -> Claim:
-            script = pack("EVAL", CLAIM_LUA, 2, hk, nk, cl, rid, ttl)
-            confirm = self.min_replicas > 0
+            script = pack("EVAL", lua, 2, hk, nk, cl, rid, ttl)
+            confirm_by = started + self._confirm_within if self.min_replicas else None
             reply, wait = await self._execute(
-                slot, packed, script=script, confirm=confirm, first=first
+                slot, packed, script=script, confirm_by=confirm_by, first=first
             )
             outcome, holder = parse_claim_reply(reply)
-            if confirm and outcome != REPLAYED:
-                if outcome == RETRY:
-                    wait = await self._touch(slot, nk, ttl)
+            if confirm_by is not None and outcome != REPLAYED:
                 await self._confirmed(wait)
             return claim_result(outcome, holder)
 
         left = self._deadline - (time.monotonic() - started)
         return await self._routed("claim", max(left, 0.0), routed)
 
-    async def _touch(self, slot: int, nk: bytes, ttl: bytes) -> Confirm:
-        """Rewrite a retried nonce's expiry (a write on this connection for WAIT to cover)."""
-        reply, wait = await self._execute(slot, pack("PEXPIRE", nk, ttl), confirm=True)
-        if reply != 1:
-            raise StoreUnavailable("redis cluster claim: the nonce vanished before a retry")
-        return wait
-
     async def _confirmed(self, wait: Confirm) -> None:
+        """Return once ``wait`` reports ``min_replicas``; StoreUnavailable if it does not."""
         assert wait is not None
-        count = await asyncio.shield(wait)
+        try:
+            count = await asyncio.shield(wait)
+        except TimeoutError as err:
+            raise StoreUnavailable(
+                f"redis cluster claim: not confirmed by {self.min_replicas} replicas "
+                f"within {self._deadline * 1000:g} ms"
+            ) from err
         if count < self.min_replicas:
             raise StoreUnavailable(
                 f"redis cluster claim: {max(count, 0)} of {self.min_replicas} replicas "
