@@ -24,8 +24,9 @@ from verifier.config import Settings
 from verifier.errors import ConfigError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
-from verifier.service.app import Handlers, Runtime, build_app
+from verifier.service.app import build_app
 from verifier.service.auth import ScannerCache
+from verifier.service.endpoint import Endpoint, Runtime
 from verifier.service.fastpath import Front
 from verifier.service.metrics import Metrics
 from verifier.service.pipeline import Pipeline
@@ -96,8 +97,8 @@ class Site:
 
 
 async def start_site(rt: Runtime, host: str, port: int, reuse_port: bool) -> Site:
-    handlers = Handlers(rt)
-    runner = web.AppRunner(build_app(rt, handlers), access_log=None, handle_signals=False)
+    endpoint = Endpoint(rt)
+    runner = web.AppRunner(build_app(rt, endpoint), access_log=None, handle_signals=False)
     await runner.setup()
     if not rt.fast_path:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
@@ -105,7 +106,7 @@ async def start_site(rt: Runtime, host: str, port: int, reuse_port: bool) -> Sit
         return Site(runner, None, None)
     aiohttp_protocol = runner.server
     assert aiohttp_protocol is not None  # set up above
-    front = Front(handlers, aiohttp_protocol, rt.max_body_bytes)
+    front = Front(endpoint, aiohttp_protocol, rt.max_body_bytes)
     server = await asyncio.get_running_loop().create_server(
         front.protocol, host, port, reuse_port=reuse_port or None, backlog=1024
     )
