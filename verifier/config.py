@@ -26,6 +26,8 @@ from typing import Any, TypeVar, get_type_hints
 
 from verifier.errors import ConfigError
 from verifier.policy import MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
+from verifier.sidecar.budget import parse_amount
+from verifier.sidecar.durations import parse_duration
 
 ENV_PREFIX = "VERIFIER_"
 CONFIG_VARIABLE = "VERIFIER_CONFIG"
@@ -33,6 +35,7 @@ DEFAULT_STORE = "redis://127.0.0.1:6379/0"
 
 _LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
+_GATEWAY_CREDENTIAL = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{16,128}")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -121,8 +124,60 @@ class AdminSettings:
             yield "store", "expected redis://… or rediss://…"
 
 
+@dataclass(frozen=True)
+class SidecarSettings:
+    """Everything `verifier sidecar` needs. Durations are milliseconds, amounts fen."""
+
+    upstream: str = ""  # the central service, http(s)://host:port (required)
+    gateway_credential: str = ""  # <gateway id>.<secret> from `verifier gateways add`
+    listen: str = "127.0.0.1:8080"  # HOST:PORT the scanners call
+    journal: str = "sidecar.db"  # the offline journal (SQLite)
+    trust_list: str = ""  # local copy of the signed trust list; default <journal>.trust.paseto
+    root_key: str = ""  # path of the root public key (required)
+    upstream_timeout_ms: int = setting(300, low=1, high=60_000)  # then the scan goes offline
+    offline_limit: int = setting(2, low=0, high=1_000_000)  # acceptances per holder per window
+    offline_window: int = setting(86_400_000, low=1, parse=parse_duration)  # 24h
+    offline_max_amount: int = setting(50_000, parse=parse_amount)  # fen per holder per window
+    offline_max_age: int = setting(43_200_000, parse=parse_duration)  # 12h, then 503
+    sync_interval: int = setting(10_000, low=100, parse=parse_duration)  # directory, trust list
+    exp_leeway: int = setting(30, low=0, high=MAX_EXP_LEEWAY)  # as the centre's
+    future_leeway: int = setting(5, low=0, high=MAX_FUTURE_LEEWAY)
+    max_lifetime: int = setting(300, low=1, high=MAX_LIFETIME_CAP)
+    log_level: str = "info"
+    fast_path: bool = True
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parsed = _split_listen(self.listen)
+        if parsed is None:
+            raise ConfigError(f"VERIFIER_LISTEN: expected HOST:PORT, got {self.listen!r}")
+        return parsed
+
+    @property
+    def trust_list_path(self) -> str:
+        return self.trust_list or self.journal + ".trust.paseto"
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """(field, message) for each rule the settings break; nothing when they are usable."""
+        if not self.upstream.startswith(("http://", "https://")):
+            yield "upstream", "the central service's URL, http://host:port or https://…"
+        if not _GATEWAY_CREDENTIAL.fullmatch(self.gateway_credential):
+            yield (
+                "gateway_credential",
+                "required: <gateway id>.<secret>, as printed by `verifier gateways add`",
+            )
+        if _split_listen(self.listen) is None:
+            yield "listen", f"expected HOST:PORT, got {self.listen!r}"
+        if not self.journal:
+            yield "journal", "path of the journal file is required"
+        if not self.root_key:
+            yield "root_key", "path of the root public key is required"
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            yield "log_level", "one of debug, info, warning, error"
+
+
 # The settings classes that share one config file: a key none of them has is a typo.
-FILE_SETTINGS: tuple[type, ...] = (Settings, AdminSettings)
+FILE_SETTINGS: tuple[type, ...] = (Settings, AdminSettings, SidecarSettings)
 
 
 def load(

@@ -75,6 +75,13 @@ SERVICE_REASONS: frozenset[str] = frozenset(
 
 ALL_REASONS: frozenset[str] = TOKEN_REASONS | SERVICE_REASONS
 
+# Reasons only a gateway sidecar gives, deciding offline while the centre cannot be reached.
+# The holder's offline budget (count or amount per window) is spent: the patient pays first
+# and claims later. Not in ALL_REASONS: the central service never answers it.
+OFFLINE_LIMIT = "offline_limit"
+
+SIDECAR_REASONS: frozenset[str] = frozenset({OFFLINE_LIMIT})
+
 
 # Refusals: the request gets no verdict. Each code is answered with its HTTP status.
 MALFORMED_REQUEST = "malformed_request"

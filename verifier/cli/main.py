@@ -17,6 +17,7 @@ COMMANDS = (
     "mint",
     "check",
     "serve",
+    "sidecar",
     "registry",
     "institutions",
     "scanners",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -75,7 +75,20 @@ class AiohttpRequest:
         return b"".join(chunks)
 
 
-def build_app(rt: Runtime, endpoint: Endpoint | None = None) -> web.Application:
+# A route a framing adds beside the scanner API (a sidecar's status): path, method, answer.
+ExtraRoute = tuple[str, str, Callable[[], Awaitable[Answer]]]
+
+
+def _answering(answer: Callable[[], Awaitable[Answer]]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return to_response(await answer())
+
+    return handler
+
+
+def build_app(
+    rt: Runtime, endpoint: Endpoint | None = None, extra_routes: Sequence[ExtraRoute] = ()
+) -> web.Application:
     ep = endpoint or Endpoint(rt)
 
     @web.middleware
@@ -123,6 +136,7 @@ def build_app(rt: Runtime, endpoint: Endpoint | None = None) -> web.Application:
         ("/readyz", "GET", readyz),
         ("/metrics", "GET", metrics),
         ("/openapi.json", "GET", openapi),
+        *((path, method, _answering(answer)) for path, method, answer in extra_routes),
     ):
         resource = app.router.add_resource(path)
         resource.add_route(method, handler)

@@ -32,7 +32,6 @@ from verifier import errors as E
 from verifier.errors import RequestRefused, StoreUnavailable
 from verifier.records import Institution, Scanner
 from verifier.service import views
-from verifier.service.auth import ScannerCache
 from verifier.service.metrics import Metrics
 from verifier.service.requests import (
     JSON,
@@ -97,6 +96,22 @@ class Verdicts(Protocol):
         ...
 
 
+Admitted = tuple[Scanner, Institution | None]
+
+
+class Admission(Protocol):
+    """Who is scanning: :class:`verifier.service.auth.ScannerCache` over the store at the
+    centre, the synced scanner directory at a gateway sidecar."""
+
+    def cached(self, header: str | None) -> Admitted | None:
+        """A header accepted moments ago, without awaiting anything; else None."""
+        ...
+
+    async def authenticate(self, header: str | None) -> Admitted:
+        """The scanner and its institution; RequestRefused (401/403) or StoreUnavailable."""
+        ...
+
+
 @dataclass
 class Runtime:
     """Everything a running service holds; built by :func:`verifier.service.server.open_runtime`
@@ -105,14 +120,11 @@ class Runtime:
     store: Store
     trust: TrustWatch
     pipeline: Verdicts
-    scanners: ScannerCache
+    scanners: Admission  # a ScannerCache at the centre
     metrics: Metrics
     max_body_bytes: int = 8192
     max_batch_bytes: int = 1048576
     fast_path: bool = True  # answer plain POST /v1/verify requests without aiohttp's objects
-
-
-Admitted = tuple[Scanner, Institution | None]
 
 
 class Endpoint:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from verifier.config import Settings
 from verifier.errors import ConfigError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
-from verifier.service.app import build_app
+from verifier.service.app import ExtraRoute, build_app
 from verifier.service.auth import ScannerCache
 from verifier.service.endpoint import Endpoint, Runtime
 from verifier.service.fastpath import Front
@@ -96,9 +97,19 @@ class Site:
         await self.runner.cleanup()
 
 
-async def start_site(rt: Runtime, host: str, port: int, reuse_port: bool) -> Site:
-    endpoint = Endpoint(rt)
-    runner = web.AppRunner(build_app(rt, endpoint), access_log=None, handle_signals=False)
+async def start_site(
+    rt: Runtime,
+    host: str,
+    port: int,
+    reuse_port: bool,
+    endpoint: Endpoint | None = None,
+    extra_routes: Sequence[ExtraRoute] = (),
+) -> Site:
+    """Serve ``endpoint`` (default: ``Endpoint(rt)``) through both framings; a gateway sidecar
+    passes its own endpoint and its extra routes."""
+    endpoint = endpoint or Endpoint(rt)
+    app = build_app(rt, endpoint, extra_routes)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     if not rt.fast_path:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)

@@ -1,0 +1,233 @@
+"""Running a sidecar: assemble its runtime, serve it through the service's framings, and keep
+the background work going (probe, directory and trust-list sync, journal drain).
+
+The sidecar is the same :class:`verifier.service.endpoint.Endpoint` as the centre, served by
+the same :func:`verifier.service.server.start_site` (fast path and aiohttp), with its own
+``pipeline`` (:class:`verifier.sidecar.verdicts.GatewayVerdicts`), its own scanner admission
+and ``store`` (:class:`verifier.sidecar.directory.GatewayScanners`), its own API document, and
+one more route, ``GET /v1/gateway/status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import orjson
+
+from verifier.config import SidecarSettings
+from verifier.errors import ConfigError, RecordError, TrustListError
+from verifier.keyfiles import read_public_key
+from verifier.policy import ClaimPolicy
+from verifier.service.endpoint import Answer, Endpoint, Runtime
+from verifier.service.metrics import Metrics
+from verifier.service.server import Site, install_uvloop, start_site
+from verifier.service.trustwatch import TrustWatch
+from verifier.sidecar.breaker import CLOSED, Breaker, BreakerPolicy
+from verifier.sidecar.budget import OfflineBudget
+from verifier.sidecar.directory import Directory, GatewayScanners
+from verifier.sidecar.journal import STATES, Journal
+from verifier.sidecar.journal_types import format_ms
+from verifier.sidecar.openapi import SIDECAR_OPENAPI, STATUS_PATH
+from verifier.sidecar.reconcile import Drainer
+from verifier.sidecar.sync import Syncer, SyncFailed, fetch_trust_list, write_atomically
+from verifier.sidecar.upstream import Upstream, UpstreamFailed
+from verifier.sidecar.verdicts import GatewayVerdicts
+from verifier.store.base import Store
+
+log = logging.getLogger("verifier.sidecar")
+
+SYNC_TIMEOUT_MS = 10_000  # directory, trust list and reconcile calls
+
+
+class SidecarEndpoint(Endpoint):
+    """The centre's endpoint with the sidecar's API document."""
+
+    def openapi(self) -> Answer:
+        return Answer(200, SIDECAR_OPENAPI)
+
+
+@dataclass
+class Sidecar:
+    """A sidecar's parts; :func:`open_sidecar` builds it, :meth:`close` ends it."""
+
+    settings: SidecarSettings
+    runtime: Runtime
+    breaker: Breaker
+    journal: Journal
+    scanners: GatewayScanners
+    syncer: Syncer
+    drainer: Drainer
+    clients: tuple[Upstream, Upstream]
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def status(self) -> Answer:
+        s = self.breaker.status()
+        since = s["offline_since"]
+        body = {
+            "mode": s["mode"],
+            "offline_since": format_ms(since) if isinstance(since, int) else None,
+            **{state: n for state, n in self.journal.counts().items() if state in STATES},
+            "trust_list_version": self.runtime.trust.current.version,
+            "scanners": len(self.scanners.directory.scanners),
+            "synced_at": format_ms(self.syncer.synced_at) if self.syncer.synced_at else None,
+        }
+        return Answer(200, orjson.dumps(body), {"Cache-Control": "no-store"})
+
+    def start_background(self) -> None:
+        loop = asyncio.get_running_loop()
+        for work in (self.syncer.run(), self.syncer.probe(), self.drainer.run()):
+            self.tasks.append(loop.create_task(work))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for client in self.clients:
+            await client.close()
+        await self.journal.close()
+
+
+async def _first_trust_list(path: Path, scans: Upstream, credential: str, root: bytes) -> None:
+    """No local copy yet: fetch the centre's (checked by TrustWatch when it loads it)."""
+    try:
+        text = await fetch_trust_list(scans, credential)
+    except (UpstreamFailed, SyncFailed) as err:
+        raise ConfigError(
+            f"VERIFIER_TRUST_LIST: no trust list at {path} and none from the centre ({err})"
+        ) from err
+    write_atomically(path, text.strip() + "\n")
+
+
+async def open_sidecar(settings: SidecarSettings) -> Sidecar:
+    """Everything but the listening socket; raises ConfigError (or a JournalError) when the
+    sidecar cannot start."""
+    root = read_public_key(settings.root_key)
+    policy = ClaimPolicy(
+        max_lifetime=settings.max_lifetime,
+        exp_leeway=settings.exp_leeway,
+        future_leeway=settings.future_leeway,
+    )
+    budget = OfflineBudget(
+        settings.offline_limit, settings.offline_window, settings.offline_max_amount
+    )
+    breaker = Breaker(BreakerPolicy(max_offline_ms=settings.offline_max_age))
+    scans = Upstream(settings.upstream, timeout_ms=settings.upstream_timeout_ms)
+    background = Upstream(settings.upstream, timeout_ms=SYNC_TIMEOUT_MS, pool=4)
+    await scans.start()
+    await background.start()
+    directory_path = Path(settings.journal + ".scanners.json")
+    trust_path = Path(settings.trust_list_path)
+    credential = settings.gateway_credential
+    try:
+        try:
+            scanners = GatewayScanners(
+                Directory.load(directory_path), lambda: breaker.state == CLOSED
+            )
+        except RecordError as err:
+            raise ConfigError(f"scanner directory: {err}") from err
+        if not trust_path.exists():
+            await _first_trust_list(trust_path, background, credential, root)
+        try:
+            watch = TrustWatch(trust_path, root)
+        except TrustListError as err:
+            raise ConfigError(f"VERIFIER_TRUST_LIST: {err}") from err
+        journal = await Journal.open(settings.journal, budget=budget)
+    except BaseException:
+        await scans.close()
+        await background.close()
+        raise
+    metrics = Metrics()
+    runtime = Runtime(
+        store=cast(Store, scanners),  # the endpoint only pings it (readyz)
+        trust=watch,
+        pipeline=GatewayVerdicts(scans, breaker, journal, watch, policy, metrics),
+        scanners=scanners,
+        metrics=metrics,
+        fast_path=settings.fast_path,
+    )
+    drainer = Drainer(background, credential, breaker, journal)
+    syncer = Syncer(
+        background,
+        scans,
+        credential,
+        breaker,
+        scanners,
+        directory_path,
+        watch,
+        settings.sync_interval,
+        drainer.wake,
+    )
+    return Sidecar(
+        settings, runtime, breaker, journal, scanners, syncer, drainer, (scans, background)
+    )
+
+
+async def start_sidecar_site(sidecar: Sidecar, host: str, port: int) -> Site:
+    rt = sidecar.runtime
+    return await start_site(
+        rt,
+        host,
+        port,
+        reuse_port=False,
+        endpoint=SidecarEndpoint(rt),
+        extra_routes=[(STATUS_PATH, "GET", sidecar.status)],
+    )
+
+
+async def serve_sidecar(settings: SidecarSettings) -> None:
+    """Until SIGTERM/SIGINT: one first sync (best effort), then serve and work in background."""
+    sidecar = await open_sidecar(settings)
+    try:
+        try:
+            await sidecar.syncer.sync_once()
+        except (SyncFailed, UpstreamFailed, OSError) as err:
+            log.warning("first sync with the centre failed; using the local copies: %s", err)
+        host, port = settings.host_port
+        try:
+            site = await start_sidecar_site(sidecar, host, port)
+        except OSError as err:
+            raise ConfigError(f"VERIFIER_LISTEN: cannot listen on {host}:{port}: {err}") from err
+        sidecar.start_background()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        counts = sidecar.journal.counts()
+        log.info(
+            "sidecar serving on http://%s:%d (upstream %s, journal %s: %d pending)",
+            host,
+            port,
+            settings.upstream,
+            settings.journal,
+            counts["pending"],
+        )
+        try:
+            await stop.wait()
+        finally:
+            await site.cleanup()
+    finally:
+        await sidecar.close()
+
+
+def run_sidecar(settings: SidecarSettings) -> int:
+    """`verifier sidecar`: serve until stopped."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    install_uvloop()
+    started = time.monotonic()
+    asyncio.run(serve_sidecar(settings))
+    log.info("sidecar stopped after %.0f s", time.monotonic() - started)
+    return 0

@@ -1,0 +1,204 @@
+"""A sidecar's verdicts: the centre's when it answers in time, else decided offline and journalled.
+
+:class:`GatewayVerdicts` is the sidecar's ``Runtime.pipeline``
+(:class:`verifier.service.endpoint.Verdicts`): the endpoint has already applied every admission
+rule (limits, credential, content type, shape) before it is called.
+
+Online (the breaker is closed) the request goes to the centre's ``POST /v1/verify`` with the
+scanner's own ``Authorization`` and a request id (the scanner's, or one made here), and the
+centre's verdict comes back as it is with ``"mode": "online"``; a refusal of the centre
+(401, 403, 400 …) is the same refusal here.
+
+Offline (the forward failed, or the breaker is open) the rules of :mod:`verifier.sidecar` apply:
+the token core against the synced trust list, the institution's designation, then one journal
+transaction (replay, budget, durable write) before the answer
+``{"valid": true, "reason": "ok", "covered": null, "mode": "offline", "settle_later": true}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+import orjson
+
+from verifier import core
+from verifier import errors as E
+from verifier.benefits import BenefitPolicy
+from verifier.errors import RequestRefused, StoreUnavailable, TokenError
+from verifier.money import format_fen
+from verifier.policy import ClaimPolicy
+from verifier.records import Institution, Scanner
+from verifier.service.metrics import Metrics
+from verifier.service.requests import JSON, TEXT, VerifyRequest
+from verifier.service.trustwatch import TrustWatch
+from verifier.service.views import Views
+from verifier.sidecar.breaker import FORWARD, REFUSE, Breaker
+from verifier.sidecar.directory import Presented
+from verifier.sidecar.journal import (
+    NEW,
+    OVER_BUDGET,
+    REPLAYED,
+    RETRY,
+    Acceptance,
+    Journal,
+    JournalUnavailable,
+)
+from verifier.sidecar.upstream import Upstream, UpstreamAnswer, UpstreamFailed
+
+log = logging.getLogger("verifier.sidecar")
+
+ONLINE = "online"
+OFFLINE = "offline"
+
+
+def new_request_id() -> str:
+    """A request id for a scan that came without one: ``gw-`` and 22 random characters."""
+    return "gw-" + secrets.token_urlsafe(16)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+class GatewayVerdicts:
+    def __init__(
+        self,
+        upstream: Upstream,
+        breaker: Breaker,
+        journal: Journal,
+        trust: TrustWatch,
+        policy: ClaimPolicy,
+        metrics: Metrics,
+    ) -> None:
+        self.upstream = upstream
+        self.breaker = breaker
+        self.journal = journal
+        self.trust = trust
+        self.policy = policy
+        self.metrics = metrics
+        self.views = Views(BenefitPolicy.default())  # only its card view is used here
+
+    async def verify(
+        self, scanner: Scanner, inst: Institution | None, req: VerifyRequest, now: float
+    ) -> dict[str, Any]:
+        assert isinstance(scanner, Presented)  # admitted by GatewayScanners
+        request_id = req.request_id or new_request_id()
+        route = self.breaker.route(_ms(now))
+        if route == FORWARD:
+            try:
+                answer = await self._forward(scanner, req, request_id)
+            except UpstreamFailed as err:
+                now = time.time()
+                route = self.breaker.failed(_ms(now))
+                log.warning("forward failed, deciding offline: %s", err)
+            else:
+                self.breaker.record_success(_ms(time.time()))
+                return self._online(answer)
+        if route == REFUSE:
+            raise RequestRefused(
+                E.STORE_UNAVAILABLE,
+                "the central service has been unreachable for longer than offline acceptance "
+                "is allowed (VERIFIER_OFFLINE_MAX_AGE); retry",
+            )
+        return await self.offline(scanner, inst, req, request_id, now)
+
+    # -- online -------------------------------------------------------------------------------
+
+    async def _forward(
+        self, scanner: Presented, req: VerifyRequest, request_id: str
+    ) -> UpstreamAnswer:
+        if isinstance(req.token, bytes):  # a text/plain scan goes on as text/plain
+            body, ctype = req.token, TEXT
+        else:
+            doc: dict[str, str] = {"token": req.token, "request_id": request_id}
+            if req.service is not None and req.amount_fen is not None:
+                doc["service"], doc["amount"] = req.service, format_fen(req.amount_fen)
+            body, ctype = orjson.dumps(doc), JSON
+        return await self.upstream.forward(
+            "/v1/verify",
+            body,
+            content_type=ctype,
+            authorization=scanner.authorization,
+            request_id=request_id,
+        )
+
+    def _online(self, answer: UpstreamAnswer) -> dict[str, Any]:
+        try:
+            doc = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            doc = None
+        if type(doc) is not dict:
+            raise RequestRefused(E.STORE_UNAVAILABLE, "the central service answered no JSON")
+        if answer.status == 200:
+            doc["mode"] = ONLINE
+            self.metrics.verdicts[str(doc.get("reason"))] += 1
+            return doc
+        code = doc.get("error")
+        if type(code) is not str or code not in E.REFUSAL_STATUS:
+            raise RequestRefused(
+                E.STORE_UNAVAILABLE, f"the central service answered {answer.status}"
+            )
+        raise RequestRefused(code, str(doc.get("message") or code))
+
+    # -- offline ------------------------------------------------------------------------------
+
+    def _verdict(self, reason: str, valid: bool = False, **parts: Any) -> dict[str, Any]:
+        self.metrics.verdicts[reason] += 1
+        return {"valid": valid, "reason": reason, "covered": False, "mode": OFFLINE, **parts}
+
+    async def offline(
+        self,
+        scanner: Presented,
+        inst: Institution | None,
+        req: VerifyRequest,
+        request_id: str,
+        now: float,
+    ) -> dict[str, Any]:
+        """The offline verdict; a new acceptance is durable in the journal when this returns."""
+        if not scanner.known:
+            raise RequestRefused(E.UNAUTHORIZED, "unknown scanner credential")
+        trust = self.trust.current
+        if not trust.is_fresh(now):
+            raise RequestRefused(E.TRUST_LIST_EXPIRED, "the trust list has expired; cannot verify")
+        try:
+            tok = core.verify(req.token, trust, self.policy, now)
+        except TokenError as err:
+            return self._verdict(err.reason, request_id=request_id)
+        card = self.views.card(tok)
+        if inst is None or not inst.enabled or tok.card not in inst.cards:
+            return self._verdict(E.INSTITUTION_NOT_ENABLED, card=card, request_id=request_id)
+        token = req.token.decode("ascii") if isinstance(req.token, bytes) else req.token
+        item = Acceptance(
+            tok.sub,
+            tok.jti,
+            token,
+            request_id,
+            scanner.id,
+            _ms(now),
+            req.service,
+            req.amount_fen,
+        )
+        try:
+            rec = await self.journal.record(item)
+        except JournalUnavailable as err:
+            log.error("offline acceptance not journalled, refusing: %s", err)
+            raise StoreUnavailable(str(err)) from err
+        if rec.outcome == REPLAYED:
+            return self._verdict(E.REPLAYED, card=card, request_id=request_id)
+        if rec.outcome == OVER_BUDGET:
+            return self._verdict(E.OFFLINE_LIMIT, card=card, request_id=request_id)
+        assert rec.outcome in (NEW, RETRY)
+        self.metrics.verdicts[E.OK] += 1
+        return {
+            "valid": True,
+            "reason": E.OK,
+            "covered": None,
+            "mode": OFFLINE,
+            "settle_later": True,
+            "card": card,
+            "holder": {"id": tok.sub},
+            "request_id": request_id,
+        }
