@@ -1,0 +1,206 @@
+"""The sidecar's framing of the endpoint, in one process: a real centre (memory store) and a
+real sidecar in front of it, on loopback. What the process tests do not look at closely:
+what is forwarded, what comes back, who is admitted, and the sidecar's own documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import json
+import shutil
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from service_world import HOSPITAL, World, running
+
+from verifier.config import SidecarSettings, load
+from verifier.credentials import new_credential
+from verifier.errors import ALL_REASONS, SIDECAR_REASONS
+from verifier.records import Institution
+from verifier.sidecar.directory import Directory
+from verifier.sidecar.server import Sidecar, open_sidecar, start_sidecar_site
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in its own event loop (the suite has no asyncio plugin)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+@dataclasses.dataclass
+class Pair:
+    world: World
+    http: aiohttp.ClientSession
+    url: str  # the sidecar's
+    sidecar: Sidecar
+    stranger: str  # a credential the centre knows and the sidecar's directory does not
+
+    async def post(
+        self, path: str, credential: str | None, **kw: Any
+    ) -> tuple[int, dict[str, Any]]:
+        headers = kw.pop("headers", {})
+        if credential:
+            headers["Authorization"] = f"Bearer {credential}"
+        async with self.http.post(self.url + path, headers=headers, **kw) as resp:
+            return resp.status, orjson.loads(await resp.read())
+
+
+@asynccontextmanager
+async def pair(tmp_path: Path, **settings: Any) -> AsyncIterator[Pair]:
+    world = World(tmp_path)
+    async with running(world, "memory://") as centre:
+        # The directory of an earlier sync: the hospital's scanner, but not the stranger.
+        stranger, scanner = new_credential(HOSPITAL)
+        await centre.runtime.store.put_scanner(scanner)
+        known = await centre.runtime.store.get_scanner(world.scanner_ids[HOSPITAL])
+        inst = Institution(HOSPITAL, "City Hospital", frozenset({"mi-voucher", "ss-ecard"}))
+        journal = tmp_path / "sidecar.db"
+        Directory(inst, {known.id: known}).save(Path(f"{journal}.scanners.json"))
+        shutil.copy(world.dir / "trust.paseto", f"{journal}.trust.paseto")
+        values = {
+            "upstream": centre.url,
+            "gateway_credential": "g-000000000000." + "A" * 43,
+            "root_key": str(world.dir / "root.public"),
+            "journal": str(journal),
+            "listen": "127.0.0.1:0",
+            **settings,
+        }
+        sidecar = await open_sidecar(load(SidecarSettings, {}, values))
+        site = await start_sidecar_site(sidecar, "127.0.0.1", 0)
+        port = site.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield Pair(world, http, f"http://127.0.0.1:{port}", sidecar, stranger)
+        finally:
+            await site.cleanup()
+            await sidecar.close()
+
+
+@in_loop
+async def test_online_answer_is_the_centres_with_mode_added(tmp_path: Path) -> None:
+    async with pair(tmp_path) as p:
+        cred = p.world.credentials[HOSPITAL]
+        token = p.world.token(sub="alice")
+        body = {"token": token, "request_id": "r-1", "service": "inpatient", "amount": "10.00"}
+        status, doc = await p.post("/v1/verify", cred, json=body)
+        assert status == 200
+        assert (doc["reason"], doc["covered"], doc["mode"], doc["request_id"]) == (
+            "ok",
+            True,
+            "online",
+            "r-1",
+        )
+        assert doc["settlement"]["amount"] == "10.00"
+        # The same request again is a retry at the centre: same scanner, same request id.
+        status, again = await p.post("/v1/verify", cred, json=body)
+        assert again == doc
+        # text/plain goes on as text/plain, with a request id the sidecar made.
+        status, doc = await p.post(
+            "/v1/verify",
+            cred,
+            data=p.world.token(sub="bob"),
+            headers={"Content-Type": "text/plain"},
+        )
+        assert (status, doc["reason"], doc["mode"]) == (200, "ok", "online")
+        assert doc["request_id"].startswith("gw-")
+
+
+@in_loop
+async def test_admission_rules_are_the_endpoints(tmp_path: Path) -> None:
+    async with pair(tmp_path) as p:
+        cred = p.world.credentials[HOSPITAL]
+        status, doc = await p.post("/v1/verify", None, json={"token": "x"})
+        assert (status, doc["error"]) == (401, "unauthorized")
+        status, doc = await p.post("/v1/verify", cred, data=b"x" * 9000)
+        assert (status, doc["error"]) == (413, "body_too_large")
+        status, doc = await p.post("/v1/verify", cred, json={"token": 1})
+        assert (status, doc["error"]) == (400, "malformed_request")
+        status, doc = await p.post(
+            "/v1/verify", cred, data=b"{}", headers={"Content-Type": "application/xml"}
+        )
+        assert (status, doc["error"]) == (415, "unsupported_media_type")
+
+
+@in_loop
+async def test_a_scanner_the_directory_does_not_know_is_the_centres_to_judge(
+    tmp_path: Path,
+) -> None:
+    async with pair(tmp_path) as p:
+        token = p.world.token(sub="alice")
+        status, doc = await p.post("/v1/verify", p.stranger, json={"token": token})
+        assert (status, doc["reason"], doc["mode"]) == (200, "ok", "online")
+        # A credential nobody issued: the centre's 401 comes back as the same refusal.
+        forged = p.stranger.split(".")[0].replace("s-", "s-f")[:14] + "." + "B" * 43
+        status, doc = await p.post("/v1/verify", forged, json={"token": token})
+        assert (status, doc["error"]) == (401, "unauthorized")
+        # Offline, only the directory admits.
+        p.sidecar.breaker.state = "open"
+        p.sidecar.breaker.next_probe_at = 2**62  # no probe during the test
+        status, doc = await p.post("/v1/verify", p.stranger, json={"token": token})
+        assert (status, doc["error"]) == (401, "unauthorized")
+        status, doc = await p.post(
+            "/v1/verify", p.world.credentials[HOSPITAL], json={"token": p.world.token()}
+        )
+        assert (status, doc["mode"], doc["settle_later"]) == (200, "offline", True)
+
+
+@in_loop
+async def test_batch_items_are_forwarded_one_by_one(tmp_path: Path) -> None:
+    async with pair(tmp_path) as p:
+        token = p.world.token(sub="alice")
+        items = [{"token": token, "request_id": "b-1"}, {"token": token, "request_id": "b-2"}]
+        status, doc = await p.post(
+            "/v1/verify/batch", p.world.credentials[HOSPITAL], json={"items": items}
+        )
+        assert status == 200
+        reasons = sorted(r["reason"] for r in doc["results"])
+        assert reasons == ["ok", "replayed"]
+        assert {r["mode"] for r in doc["results"]} == {"online"}
+
+
+@in_loop
+async def test_status_and_the_sidecars_api_document(tmp_path: Path) -> None:
+    async with pair(tmp_path) as p:
+        async with p.http.get(p.url + "/v1/gateway/status") as resp:
+            status = await resp.json()
+        assert status["mode"] == "online" and status["offline_since"] is None
+        assert {status[s] for s in ("pending", "confirmed", "conflict", "rejected")} == {0}
+        async with p.http.get(p.url + "/openapi.json") as resp:
+            doc = json.loads(await resp.read())
+        reasons = doc["components"]["schemas"]["ReasonCode"]
+        assert set(reasons["enum"]) == ALL_REASONS | SIDECAR_REASONS
+        assert "- `offline_limit`: " in reasons["description"]
+        assert "/v1/gateway/status" in doc["paths"]
+        assert set(doc["components"]["schemas"]["GatewayStatus"]["required"]) == set(status) - {
+            "trust_list_version",
+            "scanners",
+            "synced_at",
+        }
+        text = json.dumps(doc)
+        for ref in set(_refs(doc)):
+            node: Any = doc
+            for part in ref[2:].split("/"):
+                node = node[part]
+        assert "#/components/schemas/HolderId" in text
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        out = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return out + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
