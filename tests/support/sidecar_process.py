@@ -117,7 +117,9 @@ class Scanner:
         self.conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
         self.credential = credential
 
-    def scan(self, token: str, request_id: str | None = None, **extra: str) -> tuple[int, dict[str, Any]]:
+    def scan(
+        self, token: str, request_id: str | None = None, **extra: str
+    ) -> tuple[int, dict[str, Any]]:
         body: dict[str, str] = {"token": token, **extra}
         if request_id is not None:
             body["request_id"] = request_id
