@@ -59,10 +59,12 @@ class Directory:
         the file's content) with the records codec; RecordError on anything else."""
         if type(doc) is not dict:
             raise RecordError("scanner directory: expected a JSON object")
-        inst = codec.institution_from_json(doc.get("institution"))
         rows = doc.get("scanners")
         if type(rows) is not list:
             raise RecordError("scanner directory: scanners must be a list")
+        if doc.get("institution") is None:  # the centre has no record of the institution
+            return cls()
+        inst = codec.institution_from_json(doc.get("institution"))
         scanners = {}
         for row in rows:
             if type(row) is dict and "institution" not in row:

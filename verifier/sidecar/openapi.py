@@ -16,6 +16,7 @@ from verifier.errors import OFFLINE_LIMIT
 from verifier.service.endpoint import OPENAPI
 
 STATUS_PATH = "/v1/gateway/status"
+CENTRE_ONLY = ("/v1/gateway/scanners", "/v1/trust-list", "/v1/reconcile")
 
 _OFFLINE_LIMIT = (
     "Offline only (a gateway sidecar deciding while the central service cannot be reached): the "
@@ -97,6 +98,8 @@ def sidecar_document() -> dict[str, Any]:
         "properties": {"id": {"type": "string", "description": "Holder id (the token's `sub`)."}},
     }
     schemas["GatewayStatus"] = _STATUS_SCHEMA
+    for path in CENTRE_ONLY:  # the centre's routes for gateways: a sidecar answers them 404
+        doc["paths"].pop(path, None)
     doc["paths"][STATUS_PATH] = {
         "get": {
             "tags": ["operations"],

@@ -6,8 +6,9 @@ batches of up to :data:`BATCH` rows, first journalled first::
     {"items": [{"token", "request_id", "scanner", "accepted_at", "service"?, "amount"?}]}
 
 and the centre answers one result per item, in order, each with its ``outcome``
-(``confirmed``, ``conflict`` or ``rejected``, and a ``reason`` when rejected). Each row keeps
-its outcome for good (:meth:`Journal.mark`). A result without one of those outcomes (the centre
+(``confirmed`` with the verdict as of now, ``conflict``, or ``rejected`` with a ``reason``).
+Each row keeps its outcome for good (:meth:`Journal.mark`), with the rejection's reason or the
+confirmed verdict's reason as its detail. A result without one of those outcomes (the centre
 could not decide: its store did not answer) leaves the row pending for the next round; so does
 a batch the centre refuses as a whole, which is logged. Sending a row twice is harmless: the
 centre gives the same item the same outcome.
@@ -74,8 +75,12 @@ def outcomes(rows: list[Entry], doc: object) -> list[Outcome]:
             continue
         state = result.get("outcome")
         if state in _OUTCOMES:
-            detail = result.get("reason") or result.get("detail") or ""
-            out.append(Outcome(row.id, state, str(detail)))
+            # Rejected: why. Confirmed: the verdict as of now (its reason says the coverage).
+            verdict = result.get("verdict")
+            detail = result.get("reason") or (
+                verdict.get("reason") if type(verdict) is dict else ""
+            )
+            out.append(Outcome(row.id, state, str(detail or "")))
     return out
 
 
