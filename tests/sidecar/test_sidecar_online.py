@@ -178,6 +178,11 @@ async def test_status_and_the_sidecars_api_document(tmp_path: Path) -> None:
             status = await resp.json()
         assert status["mode"] == "online" and status["offline_since"] is None
         assert {status[s] for s in ("pending", "confirmed", "conflict", "rejected")} == {0}
+        async with p.http.get(p.url + "/metrics") as resp:
+            metrics = (await resp.read()).decode()
+        assert "\nverifier_sidecar_online 1\n" in metrics
+        assert 'verifier_sidecar_journal_rows{state="pending"} 0' in metrics
+        assert "verifier_verdicts_total" in metrics  # the endpoint's own, first
         async with p.http.get(p.url + "/openapi.json") as resp:
             doc = json.loads(await resp.read())
         reasons = doc["components"]["schemas"]["ReasonCode"]

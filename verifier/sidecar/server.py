@@ -48,10 +48,18 @@ SYNC_TIMEOUT_MS = 10_000  # directory, trust list and reconcile calls
 
 
 class SidecarEndpoint(Endpoint):
-    """The centre's endpoint with the sidecar's API document."""
+    """The centre's endpoint with the sidecar's API document and metrics."""
+
+    def __init__(self, rt: Runtime, sidecar: Sidecar) -> None:
+        super().__init__(rt)
+        self.sidecar = sidecar
 
     def openapi(self) -> Answer:
         return Answer(200, SIDECAR_OPENAPI)
+
+    def metrics(self) -> Answer:
+        base = super().metrics()
+        return Answer(base.status, base.body + self.sidecar.metrics().encode(), base.headers)
 
 
 @dataclass
@@ -80,6 +88,29 @@ class Sidecar:
             "synced_at": format_ms(self.syncer.synced_at) if self.syncer.synced_at else None,
         }
         return Answer(200, orjson.dumps(body), {"Cache-Control": "no-store"})
+
+    def metrics(self) -> str:
+        """Prometheus lines about the link and the journal, after the endpoint's own."""
+        since = self.breaker.offline_since
+        offline_s = 0.0 if since is None else max(0.0, time.time() - since / 1000)
+        lines = [
+            "# HELP verifier_sidecar_online 1 while the centre answers, 0 while offline.",
+            "# TYPE verifier_sidecar_online gauge",
+            f"verifier_sidecar_online {int(self.breaker.state == CLOSED)}",
+            "# HELP verifier_sidecar_unanswered_seconds Since the centre last failed to answer.",
+            "# TYPE verifier_sidecar_unanswered_seconds gauge",
+            f"verifier_sidecar_unanswered_seconds {offline_s:.3f}",
+            "# HELP verifier_sidecar_journal_rows Offline acceptances by reconciliation state.",
+            "# TYPE verifier_sidecar_journal_rows gauge",
+            *(
+                f'verifier_sidecar_journal_rows{{state="{state}"}} {n}'
+                for state, n in self.journal.counts().items()
+            ),
+            "# HELP verifier_sidecar_journal_commits_total Durable group commits.",
+            "# TYPE verifier_sidecar_journal_commits_total counter",
+            f"verifier_sidecar_journal_commits_total {self.journal.commits}",
+        ]
+        return "\n".join(lines) + "\n"
 
     def start_background(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,7 +210,7 @@ async def start_sidecar_site(sidecar: Sidecar, host: str, port: int) -> Site:
         host,
         port,
         reuse_port=False,
-        endpoint=SidecarEndpoint(rt),
+        endpoint=SidecarEndpoint(rt, sidecar),
         extra_routes=[(STATUS_PATH, "GET", sidecar.status)],
     )
 
