@@ -1,13 +1,16 @@
 """PASETO v4.public, step by step as the specification writes it.
 
-This layer knows nothing about claims or trust: it signs and verifies a message under one
-Ed25519 key with an optional footer and implicit assertion. See ``verifier.core`` for the
-verdict on an insurance token.
+This layer knows nothing about claims or trust: it signs and verifies a message under an
+Ed25519 key with an optional footer and implicit assertion. A verifier is either given the key
+(:func:`verify`) or lets the footer choose it from the caller's own list (:func:`verify_with`).
+See ``verifier.core`` for the verdict on an insurance token.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import NamedTuple, Protocol, TypeVar
 
 import nacl.bindings
 
@@ -86,50 +89,92 @@ def sign(secret_key: bytes, message: bytes, footer: bytes = b"", implicit: bytes
 
 
 class PasetoError(ValueError):
-    """Raised by :func:`verify` with one of: header, encoding, signature."""
+    """Raised by :func:`verify_with` and :func:`verify` with one of: header, encoding, signature."""
 
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
 
 
-def split(token: bytes) -> tuple[bytes, bytes]:
-    """Steps 1-2 of v4.Verify: check the header, return (encoded body, raw footer)."""
+class Key(Protocol):
+    """What v4.Verify needs of a key: its 32-byte Ed25519 public key."""
+
+    @property
+    def public(self) -> bytes: ...
+
+
+K = TypeVar("K", bound=Key)
+
+
+class _KnownKey(NamedTuple):
+    """A key known before the token is read (see :func:`verify`)."""
+
+    public: bytes
+
+
+def _segments(token: bytes) -> tuple[bytes, bytes]:
+    """Check the header h and split the token: (encoded payload, encoded footer or b"")."""
     if not token.startswith(HEADER):
         raise PasetoError("header", "not v4.public")
-    parts = token[len(HEADER) :].split(b".")
-    if len(parts) > 2 or not parts[0] or (len(parts) == 2 and not parts[1]):
+    payload, dot, footer = token[len(HEADER) :].partition(b".")
+    if not payload or b"." in footer or (dot and not footer):
         raise PasetoError("encoding", "wrong number of segments")
+    return payload, footer
+
+
+def decode_footer(encoded: bytes) -> bytes:
+    """The footer f from its segment as written in the token (b"" when there is none)."""
     try:
-        footer = b64url.decode(parts[1]) if len(parts) == 2 else b""
+        return b64url.decode(encoded)
     except ValueError as err:
         raise PasetoError("encoding", "footer is not strict base64url") from err
-    return parts[0], footer
 
 
-def verify_body(body: bytes, footer: bytes, public_key: bytes, implicit: bytes = b"") -> bytes:
-    """Steps 3-6 of v4.Verify on a split token; return the message."""
-    # 3. Decode the payload; split message m and signature s (last 64 bytes).
+def verify_with(
+    token: bytes, choose_key: Callable[[bytes], tuple[bytes, K]], implicit: bytes = b""
+) -> tuple[bytes, bytes, K]:
+    """v4.Verify, spec steps 1-6, with the key chosen by the token's footer.
+
+    ``choose_key`` receives the footer segment as written in the token (b"" if there is none)
+    before anything else is decoded. It returns ``(f, key)``: f decoded with
+    :func:`decode_footer` (or remembered from an earlier call: strict base64url gives each
+    footer one spelling) and the key to verify with, taken from the caller's own list, never
+    from the token. It may raise to refuse the token. Returns ``(m, f, key)``; raises
+    PasetoError.
+    """
+    # 1-2. h must be "v4.public." (checked before anything is read); split off the footer f.
+    #      PASETO lets a verifier compare f with an expected value; here f names the key
+    #      instead, so the caller decodes it and chooses the key before the payload is read.
+    payload, encoded_footer = _segments(token)
+    f, key = choose_key(encoded_footer)
+    # 3. Decode the payload (strict base64url); s = its last 64 bytes, m = the rest.
     try:
-        raw = b64url.decode(body)
+        raw = b64url.decode(payload)
     except ValueError as err:
         raise PasetoError("encoding", "payload is not strict base64url") from err
     if len(raw) < SIG_BYTES:
         raise PasetoError("encoding", "payload shorter than a signature")
     m, s = raw[:-SIG_BYTES], raw[-SIG_BYTES:]
-    # 4. m2 = PAE(h, m, f, i), built right behind s (libsodium takes s || m2)
-    # 5. Ed25519 verify
-    if not open_signed(_pae3(m, footer, implicit, s), public_key):
+    # 4. m2 = PAE(h, m, f, i), built right behind s (libsodium's crypto_sign_open takes s || m2).
+    # 5. Ed25519: s must be a valid signature of m2 under the key.
+    if not open_signed(_pae3(m, f, implicit, s), key.public):
         raise PasetoError("signature", "invalid signature")
-    # 6. Return m
-    return m
+    # 6. Return m (with the footer and the key it was verified with).
+    return m, f, key
+
+
+def split(token: bytes) -> tuple[bytes, bytes]:
+    """Steps 1-2 alone, for tools that take a token apart: (encoded payload, decoded footer)."""
+    payload, encoded_footer = _segments(token)
+    return payload, decode_footer(encoded_footer)
 
 
 def verify(token: str | bytes, public_key: bytes, implicit: bytes = b"") -> tuple[bytes, bytes]:
-    """Full v4.Verify with a known key: return (message, footer) or raise PasetoError."""
+    """v4.Verify with a known key: return (message, footer) or raise PasetoError."""
     if isinstance(token, str):
         if not token.isascii():
             raise PasetoError("encoding", "token is not ASCII")
         token = token.encode("ascii")
-    body, footer = split(token)
-    return verify_body(body, footer, public_key, implicit), footer
+    key = _KnownKey(public_key)
+    message, footer, _ = verify_with(token, lambda f: (decode_footer(f), key), implicit)
+    return message, footer

@@ -24,7 +24,9 @@ from verifier.records import CARD_TYPES
 TRUST_LIST_ASSERTION = b"insurance-qr-verifier/trust-list/v1"
 KEY_STATES = ("active", "verify-only", "revoked")
 MAX_CLOCK_SKEW = 300  # seconds a trust list's iat may lie ahead of our clock
-_ISSUER = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# An issuer id such as "nhsa": the one definition, also built into the token core's patterns.
+ISSUER_PATTERN = r"[a-z][a-z0-9_-]{0,31}"
+_ISSUER = re.compile(ISSUER_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(b64url, "decode", forbidden)
     monkeypatch.setattr(paseto, "split", forbidden)
-    monkeypatch.setattr(paseto, "verify_body", forbidden)
+    monkeypatch.setattr(paseto, "decode_footer", forbidden)
     monkeypatch.setattr(paseto, "open_signed", forbidden)
     monkeypatch.setattr(strictjson, "loads_object", forbidden)
 
