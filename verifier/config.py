@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from verifier.durations import parse_duration
 from verifier.errors import ConfigError
 from verifier.policy import MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
 from verifier.sidecar.budget import parse_amount
-from verifier.sidecar.durations import parse_duration
 
 ENV_PREFIX = "VERIFIER_"
 CONFIG_VARIABLE = "VERIFIER_CONFIG"
 DEFAULT_STORE = "redis://127.0.0.1:6379/0"
+LOG_FORMATS = ("text", "json")
 
 _LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
@@ -76,7 +77,12 @@ class Settings:
     future_leeway: int = setting(5, low=0, high=MAX_FUTURE_LEEWAY)  # iat/nbf ahead of now
     max_lifetime: int = setting(300, low=1, high=MAX_LIFETIME_CAP)  # longest exp - iat
     log_level: str = "info"
+    log_format: str = "text"  # text | json (one object per line, for a log shipper)
+    access_log: bool = False  # one line per verdict: institution, scanner, reason, latency
     fast_path: bool = True  # false = every request through aiohttp
+    redis_ca_file: str = ""  # rediss://: CA bundle to verify the server (default: system CAs)
+    redis_cert_file: str = ""  # rediss://: client certificate (PEM), with redis_key_file
+    redis_key_file: str = ""  # rediss://: the client certificate's private key (PEM)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -102,6 +108,11 @@ class Settings:
             yield "max_batch_bytes", f"must be at least max_body_bytes ({self.max_body_bytes})"
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             yield "log_level", "one of debug, info, warning, error"
+        if self.log_format not in LOG_FORMATS:
+            yield "log_format", "one of text, json"
+        yield from _tls_problems(
+            self.store, self.redis_ca_file, self.redis_cert_file, self.redis_key_file
+        )
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,9 @@ class AdminSettings:
 
     store: str = DEFAULT_STORE  # redis:// or rediss://
     allow_eviction: bool = False  # write to an evicting Redis anyway
+    redis_ca_file: str = ""  # rediss:// only, as for Settings
+    redis_cert_file: str = ""
+    redis_key_file: str = ""
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """(field, message) for each rule the settings break; nothing when they are usable."""
@@ -122,6 +136,22 @@ class AdminSettings:
             )
         elif not self.store.startswith(("redis://", "rediss://")):
             yield "store", "expected redis://… or rediss://…"
+        yield from _tls_problems(
+            self.store, self.redis_ca_file, self.redis_cert_file, self.redis_key_file
+        )
+
+
+def _tls_problems(
+    store: str, ca_file: str, cert_file: str, key_file: str
+) -> Iterator[tuple[str, str]]:
+    """The TLS files of a Redis store: only for rediss://, a certificate only with its key."""
+    if (ca_file or cert_file or key_file) and not store.startswith("rediss://"):
+        named = "redis_ca_file" if ca_file else "redis_cert_file" if cert_file else "redis_key_file"
+        yield named, "TLS files are used only with a rediss:// store; the store is not TLS"
+    elif cert_file and not key_file:
+        yield "redis_key_file", "the client certificate (VERIFIER_REDIS_CERT_FILE) needs its key"
+    elif key_file and not cert_file:
+        yield "redis_cert_file", "the client key (VERIFIER_REDIS_KEY_FILE) needs its certificate"
 
 
 @dataclass(frozen=True)

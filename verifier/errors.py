@@ -9,6 +9,7 @@
     ├── ConfigError           a setting is missing or bad; the message names the key
     ├── RecordError           a registry / institution / scanner record is invalid
     └── StoreUnavailable      the store could not answer in time (not a token error)
+        └── StoreAuthFailed   the store refused our credentials (a setting to fix)
 
 Callers outside the process only ever see the reason code; ``detail`` is for logs.
 """
@@ -158,3 +159,9 @@ class RecordError(VerifierError):
 
 class StoreUnavailable(VerifierError):
     """The store did not answer (timeout, connection error). Requests must fail closed (503)."""
+
+
+class StoreAuthFailed(StoreUnavailable):
+    """The store refused the credentials in its URL (or wants some and got none). To the
+    service a request it cannot answer (503, fail closed); to an operator a setting to fix:
+    the message says which, and how the URL carries a password, never the password."""

@@ -80,7 +80,7 @@ def test_trust_sign_accepts_toml(keys: Path, capsys) -> None:
 def test_mint_then_check_is_valid_and_a_changed_token_is_not(keys: Path, capsys) -> None:
     code, out, _ = run(
         capsys, "mint", "--key", str(keys / "nhsa.secret"), "--iss", "nhsa", "--sub", "alice",
-        "--card", "mi-voucher", "--ttl", "60",
+        "--card", "mi-voucher", "--ttl", "60s",
     )  # fmt: skip
     assert code == 0
     token = out.strip()

@@ -18,7 +18,7 @@ from typing import TextIO, TypeVar
 from urllib.parse import urlsplit
 
 from verifier.config import AdminSettings, load
-from verifier.errors import ConfigError, StoreUnavailable
+from verifier.errors import ConfigError, StoreAuthFailed, StoreUnavailable
 from verifier.store import Store, open_store
 
 T = TypeVar("T")
@@ -29,7 +29,10 @@ ADMIN_DEADLINE_MS = 2000
 STORE_EPILOG = (
     "The store is named by --store, else VERIFIER_STORE, else the 'store' key of the TOML file "
     "named by --config or VERIFIER_CONFIG (default redis://127.0.0.1:6379/0; rediss:// for "
-    "TLS). memory:// cannot be used: it lives inside one serving process (try `verifier demo`). "
+    "TLS, with VERIFIER_REDIS_CA_FILE and a client certificate in VERIFIER_REDIS_CERT_FILE and "
+    "VERIFIER_REDIS_KEY_FILE when needed). A password goes in the URL: "
+    "redis://:PASSWORD@host:port/db, or redis://USER:PASSWORD@host:port/db for an ACL user. "
+    "memory:// cannot be used: it lives inside one serving process (try `verifier demo`). "
     "--allow-eviction (VERIFIER_ALLOW_EVICTION=1) writes to a Redis whose maxmemory-policy is "
     "not noeviction."
 )
@@ -69,7 +72,10 @@ def with_store(opts: AdminSettings, work: Callable[[Store], Awaitable[T]]) -> T:
 
     async def run() -> T:
         store = await open_store(
-            opts.store, deadline_ms=ADMIN_DEADLINE_MS, allow_eviction=opts.allow_eviction
+            opts.store,
+            deadline_ms=ADMIN_DEADLINE_MS,
+            allow_eviction=opts.allow_eviction,
+            tls_files=(opts.redis_ca_file, opts.redis_cert_file, opts.redis_key_file),
         )
         try:
             return await work(store)
@@ -78,6 +84,8 @@ def with_store(opts: AdminSettings, work: Callable[[Store], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
+    except StoreAuthFailed as err:  # it answered: "is it running" would send people astray
+        raise StoreAuthFailed(_redact(str(err), opts.store)) from err
     except StoreUnavailable as err:
         detail = _redact(str(err).splitlines()[0] if str(err) else "", opts.store)
         raise StoreUnavailable(

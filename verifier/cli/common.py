@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import io
-import re
 import sys
 
 import orjson
 
+from verifier import durations
 from verifier.errors import ConfigError
 
-_DURATION = re.compile(r"([0-9]+)([smhd]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
+def parse_duration(flag: str, text: str) -> int:
+    """Whole seconds, more than zero, of a lifetime flag such as ``--valid-for 30d``.
 
-def parse_duration(text: str) -> int:
-    """'90', '90s', '15m', '12h', '30d' -> seconds."""
-    m = _DURATION.fullmatch(text.strip())
-    if m is None or int(m[1]) == 0:
-        raise ConfigError(f"bad duration {text!r}: use e.g. 90s, 15m, 12h, 30d")
-    return int(m[1]) * _UNITS[m[2]]
+    The grammar is :func:`verifier.durations.parse_duration` (a bare number is refused); every
+    ConfigError names ``flag``.
+    """
+    ms = durations.parse_duration(flag, text)
+    if ms == 0:
+        raise ConfigError(f"{flag}: a lifetime must be more than zero, got {text!r}")
+    if ms % 1000:
+        raise ConfigError(f"{flag}: whole seconds only, got {text!r}")
+    return ms // 1000
 
 
 def print_json(obj: object) -> None:

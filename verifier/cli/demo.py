@@ -25,12 +25,14 @@ from verifier.cli.common import qr_text
 from verifier.config import load_settings
 from verifier.credentials import new_credential
 from verifier.errors import ConfigError
+from verifier.keyfiles import write_private
 from verifier.records import Institution
 from verifier.registry import holder_from_fields
 from verifier.service.server import install_uvloop, open_runtime, start_site
 from verifier.store.memory import MemoryStore
 
 INSTITUTION = "demo-hospital"
+TOKEN_TTL = 60  # seconds a shown token stays valid (the service accepts up to 300)
 # Sample people; the ID numbers carry valid check digits and are stored masked only.
 PEOPLE = (
     (
@@ -87,6 +89,9 @@ async def _demo(opts: DemoOptions) -> int:
         now = time.time()
         (d / "trust.paseto").write_text(trust.sign(keys, root.secret, 1, now, now + 86400))
         (d / "root.public").write_text(paserk.public_to_paserk(root.public))
+        # The issuer keys, so the "Mint more tokens" hint works while the demo runs.
+        write_private(d / "nhsa.secret", paserk.secret_to_paserk(nhsa.secret))
+        write_private(d / "mohrss.secret", paserk.secret_to_paserk(mohrss.secret))
         settings = load_settings(
             {},
             {
@@ -120,12 +125,20 @@ async def _demo(opts: DemoOptions) -> int:
         port = runner.addresses[0][1]
         url = f"http://{host}:{port}/v1/verify"
         try:
-            ok = await _show(url, credential, nhsa.secret)
+            ok = await _show(url, credential, nhsa.secret, opts.once)
             if opts.once:
                 return 0 if ok else 1
             print(f"\nServing on http://{host}:{port} (store: memory://). Press Ctrl-C to stop.")
             print(
-                f"Mint more tokens with: verifier mint --key <issuer.secret> …  (keys live in {d})"
+                "Mint more tokens while the demo runs (its keys live in "
+                f"{d} until it stops):\n\n"
+                f"  verifier mint --key {shlex.quote(str(d / 'nhsa.secret'))} --iss nhsa "
+                "--sub demo-alice --card mi-voucher\n"
+                f"  verifier mint --key {shlex.quote(str(d / 'mohrss.secret'))} --iss mohrss "
+                "--sub demo-bob --card ss-ecard\n\n"
+                "(other holders: demo-carol, suspended; demo-dave, physical card lost). Send one "
+                "with the curl line above, its token replaced.",
+                flush=True,  # seen at once when the output goes to a pipe or a file
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -138,7 +151,7 @@ async def _demo(opts: DemoOptions) -> int:
             await store.close()
 
 
-async def _show(url: str, credential: str, issuer_secret: bytes) -> bool:
+async def _show(url: str, credential: str, issuer_secret: bytes, once: bool) -> bool:
     def fresh() -> str:
         return tokens.mint(
             issuer_secret,
@@ -147,17 +160,22 @@ async def _show(url: str, credential: str, issuer_secret: bytes) -> bool:
             card="mi-voucher",
             region="110101",
             iat=time.time(),
+            ttl=TOKEN_TTL,
         )
 
     shown = fresh()
+    until = time.strftime("%H:%M:%S", time.localtime(time.time() + TOKEN_TTL))
     print("A patient's QR code (electronic medical insurance voucher of demo-alice):\n")
     print(qr_text(shown))
-    print("Verify it yourself (single use: the first scan is valid, the next says 'replayed'):\n")
-    print(
-        f"  curl -s -X POST {url} -H {shlex.quote('Authorization: Bearer ' + credential)} "
-        f"-H 'Content-Type: application/json' "
-        f"-d {shlex.quote(orjson.dumps({'token': shown, 'service': 'inpatient', 'amount': '1000.00'}).decode())}\n"
-    )
+    print(f"It is valid for {TOKEN_TTL} s (until {until}), and for one scan only.")
+    if not once:  # with --once the service is gone before anyone could paste the line
+        print("Verify it yourself (the first scan is valid, the next says 'replayed'):\n")
+        body = {"token": shown, "service": "inpatient", "amount": "1000.00"}
+        print(
+            f"  curl -s -X POST {url} -H {shlex.quote('Authorization: Bearer ' + credential)} "
+            f"-H 'Content-Type: application/json' "
+            f"-d {shlex.quote(orjson.dumps(body).decode())}\n"
+        )
     token = fresh()  # the self-check uses its own token so the one shown stays unused
     headers = {"Authorization": f"Bearer {credential}"}
     async with aiohttp.ClientSession() as http:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verifier import tokens
-from verifier.cli.common import qr_text
+from verifier.cli.common import parse_duration, qr_text
 from verifier.keyfiles import read_secret_key
 from verifier.records import CARD_TYPES
 
@@ -20,7 +20,7 @@ class MintOptions:
     sub: str
     card: str
     region: str
-    ttl: int
+    ttl: int  # seconds, more than zero
     qr: bool
 
 
@@ -31,10 +31,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sub", required=True, help="holder id")
     p.add_argument("--card", required=True, choices=CARD_TYPES)
     p.add_argument("--region", default="110101", help="6-digit region code (default 110101)")
-    p.add_argument("--ttl", type=int, default=60, help="lifetime in seconds (default 60)")
+    p.add_argument(
+        "--ttl",
+        default="60s",
+        help="lifetime with a unit, e.g. 60s or 5m (default 60s; the service accepts at most "
+        "VERIFIER_MAX_LIFETIME, default 300 s)",
+    )
     p.add_argument("--qr", action="store_true", help="also draw the token as a QR code")
     p.set_defaults(
-        func=lambda a: mint(MintOptions(Path(a.key), a.iss, a.sub, a.card, a.region, a.ttl, a.qr))
+        func=lambda a: mint(
+            MintOptions(
+                Path(a.key), a.iss, a.sub, a.card, a.region, parse_duration("--ttl", a.ttl), a.qr
+            )
+        )
     )
 
 

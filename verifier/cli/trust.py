@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifier import paserk, trust
+from verifier import paserk, rfc3339, trust
 from verifier.cli.common import parse_duration, print_json
 from verifier.keyfiles import read_public_key, read_secret_key
 
@@ -37,7 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--root", required=True, help="root secret key file (k4.secret)")
     s.add_argument("--out", required=True, help="where to write the signed list, e.g. trust.paseto")
-    s.add_argument("--valid-for", default="30d", help="lifetime of the list (default 30d)")
+    s.add_argument(
+        "--valid-for",
+        default="30d",
+        help="lifetime of the list with a unit, e.g. 30d or 12h (default 30d)",
+    )
     s.add_argument(
         "--version",
         type=int,
@@ -47,7 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(
         func=lambda a: sign(
             SignOptions(
-                Path(a.source), Path(a.root), Path(a.out), parse_duration(a.valid_for), a.version
+                Path(a.source),
+                Path(a.root),
+                Path(a.out),
+                parse_duration("--valid-for", a.valid_for),
+                a.version,
             )
         )
     )
@@ -65,7 +73,8 @@ def sign(opts: SignOptions) -> int:
     token = trust.sign(keys, root, version, now, now + opts.valid_for)
     opts.out.write_text(token + "\n")
     print(
-        f"signed trust list version {version} with {len(keys)} key(s), root {paserk.pid(root[32:])}"
+        f"signed trust list version {version} with {len(keys)} key(s), root "
+        f"{paserk.pid(root[32:])}, valid until {rfc3339.format(now + opts.valid_for)}"
     )
     return 0
 

@@ -32,7 +32,9 @@ from verifier import errors as E
 from verifier.errors import RequestRefused, StoreUnavailable
 from verifier.records import Institution, Scanner
 from verifier.service import views
+from verifier.service.logs import access_line
 from verifier.service.metrics import Metrics
+from verifier.service.outage import StoreOutage
 from verifier.service.requests import (
     JSON,
     TEXT,
@@ -125,12 +127,15 @@ class Runtime:
     max_body_bytes: int = 8192
     max_batch_bytes: int = 1048576
     fast_path: bool = True  # answer plain POST /v1/verify requests without aiohttp's objects
+    access_log: bool = False  # one log line per verdict (VERIFIER_ACCESS_LOG; logs.access_line)
 
 
 class Endpoint:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.m = rt.metrics
+        self.outage = StoreOutage(rt.store)  # one log line per outage, not one per 503
+        self.access = access_line if rt.access_log else None  # off: one None check
 
     # -- refusals ---------------------------------------------------------------------------
 
@@ -147,6 +152,7 @@ class Endpoint:
     def _refusal(self, err: RequestRefused | StoreUnavailable) -> Answer:
         if isinstance(err, StoreUnavailable):
             self.m.store_errors += 1
+            self.outage.failed(err)
             return self.refuse(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
         return self.refuse(err.code, err.message)
 
@@ -192,6 +198,8 @@ class Endpoint:
             verdict["request_id"] = vreq.request_id
         elapsed = time.perf_counter() - started
         self.m.latency.observe(elapsed)
+        if self.access is not None:
+            self.access(scanner, verdict, elapsed)
         return Answer(
             200, orjson.dumps(verdict), {"Server-Timing": f"verify;dur={elapsed * 1000:.3f}"}
         )
@@ -216,6 +224,9 @@ class Endpoint:
         if all(r.get("error") == E.STORE_UNAVAILABLE for r in results):
             return self._refusal(StoreUnavailable("every item"))
         elapsed = time.perf_counter() - started
+        if self.access is not None:
+            for result in results:
+                self.access(scanner, result, elapsed)
         return Answer(
             200,
             orjson.dumps({"results": results}),
@@ -230,8 +241,9 @@ class Endpoint:
             verdict = await self.rt.pipeline.verify(scanner, inst, vreq, now)
         except RequestRefused as err:
             return views.error(err.code, err.message)
-        except StoreUnavailable:
+        except StoreUnavailable as err:
             self.m.store_errors += 1
+            self.outage.failed(err)
             return views.error(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
         if vreq.request_id is not None:
             verdict["request_id"] = vreq.request_id

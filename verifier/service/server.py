@@ -1,7 +1,8 @@
 """Running the service: assemble the runtime, serve on N processes, reload on SIGHUP.
 
 ``--workers N`` starts N processes that each bind the same port with SO_REUSEPORT; the
-kernel spreads connections across them. The parent only forwards signals and waits.
+kernel spreads connections across them. The parent supervises them
+(:mod:`verifier.service.supervisor`: a worker that dies is logged and restarted).
 """
 
 from __future__ import annotations
@@ -10,27 +11,32 @@ import asyncio
 import gc
 import logging
 import multiprocessing
-import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import replace
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from verifier.benefits import BenefitPolicy, load_policy
 from verifier.config import Settings
-from verifier.errors import ConfigError
+from verifier.errors import ConfigError, VerifierError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
 from verifier.service.app import ExtraRoute, build_app
 from verifier.service.auth import ScannerCache
 from verifier.service.endpoint import Endpoint, Runtime
 from verifier.service.fastpath import Front
+from verifier.service.logs import configure_logging, event
 from verifier.service.metrics import Metrics
 from verifier.service.pipeline import Pipeline
+from verifier.service.supervisor import Supervisor
 from verifier.service.trustwatch import TrustWatch
 from verifier.store import open_store
 from verifier.store.base import Store
@@ -55,6 +61,7 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
             settings.store,
             deadline_ms=settings.store_deadline_ms,
             allow_eviction=settings.allow_eviction,
+            tls_files=(settings.redis_ca_file, settings.redis_cert_file, settings.redis_key_file),
         )
     metrics = Metrics()
     return Runtime(
@@ -66,6 +73,7 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
         max_body_bytes=settings.max_body_bytes,
         max_batch_bytes=settings.max_batch_bytes,
         fast_path=settings.fast_path,
+        access_log=settings.access_log,
     )
 
 
@@ -137,21 +145,44 @@ async def serve_forever(settings: Settings, reuse_port: bool) -> None:
     watcher = asyncio.create_task(rt.trust.watch(settings.trust_poll_seconds))
     gc.collect()
     gc.freeze()  # start-up objects never need scanning again
-    log.info("serving on http://%s:%d (trust list v%s)", host, port, rt.trust.current.version)
+    port = runner.addresses[0][1]  # the port it got, when asked for port 0
+    version = rt.trust.current.version
+    event(
+        log,
+        logging.INFO,
+        "start",
+        f"serving on http://{host}:{port} (trust list v{version}, store "
+        f"{urlsplit(settings.store).scheme}://, access log {'on' if rt.access_log else 'off'})",
+        host=host,
+        port=port,
+        trust_list_version=version,
+    )
     try:
         await stop.wait()
     finally:
+        began = time.monotonic()
         watcher.cancel()
         await runner.cleanup()
         await rt.store.close()
+        event(
+            log,
+            logging.INFO,
+            "stop",
+            f"stopped: stopped accepting, finished the requests in flight and closed the "
+            f"connections in {time.monotonic() - began:.2f} s",
+        )
 
 
 def _run_worker(settings: Settings, reuse_port: bool) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop installs the reload handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGINT as it sees fit
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
     install_uvloop()
-    asyncio.run(serve_forever(settings, reuse_port))
+    try:
+        asyncio.run(serve_forever(settings, reuse_port))
+    except VerifierError as err:  # e.g. Redis gone while this worker (re)started
+        log.error("worker could not start: %s", err)
+        sys.exit(1)
 
 
 def install_uvloop() -> None:
@@ -162,16 +193,10 @@ def install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
+def check_startup(settings: Settings) -> int:
+    """Fail fast, in the parent, on what every worker would refuse: files, keys, list, store.
 
-
-def check_startup(settings: Settings) -> None:
-    """Fail fast, in the parent, on what every worker would refuse: files, keys, list, store."""
+    Returns the port the listen address can have (the one the kernel picks for port 0)."""
 
     async def probe() -> None:
         rt = await open_runtime(settings)
@@ -186,9 +211,11 @@ def check_startup(settings: Settings) -> None:
             raise ConfigError(
                 f"VERIFIER_LISTEN: cannot listen on {host}:{port}: {err.strerror}"
             ) from err
+        port = s.getsockname()[1]
     if Path(settings.trust_list).is_dir():
         raise ConfigError("VERIFIER_TRUST_LIST: is a directory")
     asyncio.run(probe())
+    return int(port)
 
 
 def serve(settings: Settings) -> int:
@@ -196,37 +223,20 @@ def serve(settings: Settings) -> int:
     # A SIGHUP (reload) that arrives before the event loop handles it must not kill us; the
     # ignored disposition is also inherited by spawned workers until their loops take over.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    configure_logging(settings.log_level)
-    check_startup(settings)
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
+    port = check_startup(settings)
     if settings.workers == 1:
         install_uvloop()
         asyncio.run(serve_forever(settings, reuse_port=False))
         return 0
+    # Port 0: every worker must bind the port the kernel picked, not one each.
+    host = settings.host_port[0]
+    settings = replace(settings, listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
-        for _ in range(settings.workers)
-    ]
-    for p in procs:
+
+    def start() -> BaseProcess:
+        p = ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
         p.start()
+        return p
 
-    stopping = False
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = stopping or signum != signal.SIGHUP
-        for p in procs:
-            if p.pid is not None and p.is_alive():
-                try:
-                    os.kill(p.pid, signum)
-                except ProcessLookupError:
-                    pass
-
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    code = 0
-    for p in procs:
-        p.join()
-        code = code or (p.exitcode or 0)
-    # Workers stopped by our own SIGTERM/SIGINT (even before their handlers were up) are a clean stop.
-    return 0 if stopping and code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+    return Supervisor(settings.workers, start).run()

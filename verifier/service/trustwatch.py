@@ -15,9 +15,18 @@ from pathlib import Path
 
 from verifier import rfc3339, trust
 from verifier.errors import TrustListError
+from verifier.service.logs import event
 from verifier.trust import TrustList
 
 log = logging.getLogger("verifier.trust")
+
+
+def _states(tl: TrustList) -> str:
+    """``2 active, 1 verify-only``: the keys of a list by state."""
+    counts: dict[str, int] = {}
+    for key in tl.keys.values():
+        counts[key.state] = counts.get(key.state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 class TrustWatch:
@@ -26,7 +35,10 @@ class TrustWatch:
         self.root_public = root_public
         self._stamp = self._file_stamp()
         # The first load must succeed: starting without a trust list is a configuration error.
-        self.current: TrustList = trust.load_file(self.path, root_public, now or time.time())
+        self.current: TrustList
+        # The signed bytes of ``current`` as read: what gateways fetch (GET /v1/trust-list).
+        self.signed: bytes
+        self.current, self.signed = self._load(now or time.time(), None)
         self.reloads = 0
         self.reload_failures = 0
 
@@ -37,27 +49,48 @@ class TrustWatch:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
+    def _load(self, now: float, current: TrustList | None) -> tuple[TrustList, bytes]:
+        """The list in the file and its bytes (one read: the bytes are those verified)."""
+        try:
+            signed = self.path.read_bytes()
+            text = signed.decode("ascii")
+        except (OSError, UnicodeDecodeError) as err:
+            raise TrustListError(f"{self.path}: {err}") from err
+        return trust.load(text, self.root_public, now, current), signed
+
     def reload(self, now: float | None = None) -> bool:
         """Try to load the file again; True if a new list is now in force."""
         self._stamp = self._file_stamp()
         try:
-            new = trust.load_file(self.path, self.root_public, now or time.time(), self.current)
+            new, signed = self._load(now or time.time(), self.current)
         except TrustListError as err:
             self.reload_failures += 1
-            log.error(
-                "trust list reload refused, keeping version %s: %s", self.current.version, err
+            event(
+                log,
+                logging.ERROR,
+                "trust_reload_refused",
+                f"trust list reload refused, keeping version {self.current.version}: {err}",
+                kept_version=self.current.version,
+                reason=str(err),
             )
             return False
-        changed = new != self.current
-        self.current = new
+        old, changed = self.current, new != self.current
+        self.current, self.signed = new, signed
         if changed:
             self.reloads += 1
-            log.info(
-                "trust list version %s loaded (%d keys, expires %s)",
-                new.version,
-                len(new.keys),
-                rfc3339.format(new.exp),
-            )
+        event(
+            log,
+            logging.INFO,
+            "trust_reload",
+            f"trust list version {new.version} "
+            f"{'loaded (was version ' + str(old.version) + ')' if changed else 'reloaded, unchanged'}"
+            f": {len(new.keys)} keys ({_states(new)}), expires {rfc3339.format(new.exp)}",
+            version=new.version,
+            previous_version=old.version,
+            changed=changed,
+            keys=len(new.keys),
+            expires=rfc3339.format(new.exp),
+        )
         return changed
 
     def changed_on_disk(self) -> bool:

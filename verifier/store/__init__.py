@@ -15,6 +15,7 @@ from verifier.store.base import NEW, REPLAYED, RETRY, Claim, Store
 from verifier.store.cluster import ClusterStore
 from verifier.store.memory import MemoryStore
 from verifier.store.redis import RedisStore
+from verifier.store.resp import tls_context
 
 __all__ = [
     "NEW",
@@ -30,7 +31,12 @@ __all__ = [
 
 
 async def open_store(
-    url: str, *, deadline_ms: int = 50, allow_eviction: bool = False, min_replicas: int = 0
+    url: str,
+    *,
+    deadline_ms: int = 50,
+    allow_eviction: bool = False,
+    min_replicas: int = 0,
+    tls_files: tuple[str, str, str] = ("", "", ""),
 ) -> Store:
     """Open the store named by ``url`` (the VERIFIER_STORE setting), ready for use.
 
@@ -41,8 +47,10 @@ async def open_store(
     deadline of a Redis store; a memory store ignores it. ``min_replicas`` (the
     VERIFIER_MIN_REPLICAS setting) makes a cluster store confirm each claim on that many
     replicas (see :mod:`verifier.store.cluster`); other stores refuse it (ConfigError). A
-    cluster is checked on every node (:meth:`ClusterStore.check_cluster`). The caller closes
-    the store.
+    cluster is checked on every node (:meth:`ClusterStore.check_cluster`). ``tls_files``
+    are the CA file, client certificate and key of a ``rediss://`` store (the
+    VERIFIER_REDIS_CA_FILE, _CERT_FILE and _KEY_FILE settings; "" = not set). The caller
+    closes the store.
     """
     # Only the scheme goes into messages: the URL may carry a password.
     scheme = urlsplit(url).scheme
@@ -50,6 +58,11 @@ async def open_store(
         raise ConfigError(
             f"VERIFIER_MIN_REPLICAS: replica confirmation needs a redis+cluster:// store, "
             f"not {scheme}://; set it to 0"
+        )
+    if any(tls_files) and scheme != "rediss":
+        raise ConfigError(
+            f"VERIFIER_REDIS_CA_FILE, VERIFIER_REDIS_CERT_FILE, VERIFIER_REDIS_KEY_FILE: "
+            f"used only by a rediss:// store, not {scheme}://"
         )
     if scheme in ("redis+cluster", "rediss+cluster"):
         cluster = ClusterStore(url, deadline_ms=deadline_ms, min_replicas=min_replicas)
@@ -62,7 +75,8 @@ async def open_store(
     if scheme == "memory":
         return MemoryStore()
     if scheme in ("redis", "rediss"):
-        store = RedisStore(url, deadline_ms=deadline_ms)
+        tls = tls_context(*tls_files) if scheme == "rediss" else None
+        store = RedisStore(url, deadline_ms=deadline_ms, tls=tls)
         try:
             await store.check_eviction_policy(allow_eviction)
         except BaseException:

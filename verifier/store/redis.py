@@ -29,7 +29,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from verifier import codec
-from verifier.errors import ConfigError, StoreUnavailable
+from verifier.errors import ConfigError, StoreAuthFailed, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
@@ -40,7 +40,7 @@ from verifier.store.keys import (
     nonce_key,
     scanner_key,
 )
-from verifier.store.resp import PipelinedConnection, RespError, pack
+from verifier.store.resp import AuthFailed, PipelinedConnection, RespError, auth_failure, pack
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ class RedisStore:
         deadline_ms: int = 50,
         admin_deadline_ms: int = 2000,
         chunk_size: int = 1000,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the TLS context of a ``rediss://`` URL (CA file, client certificate), made
+        by :func:`verifier.store.resp.tls_context`; default, the system's CAs."""
         if urlsplit(url).scheme not in ("redis", "rediss"):
             raise ConfigError("VERIFIER_STORE: a Redis store needs a redis:// or rediss:// URL")
         if deadline_ms <= 0 or admin_deadline_ms <= 0 or chunk_size <= 0:
@@ -81,6 +84,7 @@ class RedisStore:
             deadline=self._deadline,
             connect_timeout=self._admin_deadline,
             stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
+            tls=tls,
         )
 
     async def _send_and_read(
@@ -106,12 +110,12 @@ class RedisStore:
         except TimeoutError as err:
             raise StoreUnavailable(f"redis {what}: no reply within {deadline * 1000:g} ms") from err
         except (RespError, OSError, ssl.SSLError) as err:  # OSError: ConnectionDown too
-            raise StoreUnavailable(f"redis {what}: {type(err).__name__}: {err}") from err
+            raise _failure(what, err) from err
 
     async def _command(self, what: str, *command: str | bytes | int) -> object:
         [reply] = await self._call(what, self._deadline, lambda: self._send_and_read([command]))
         if isinstance(reply, RespError):
-            raise StoreUnavailable(f"redis {what}: {_describe(reply)}")
+            raise _failure(what, reply)
         return reply
 
     async def _set(self, key: str, value: bytes) -> None:
@@ -155,10 +159,10 @@ class RedisStore:
                 f"redis claim: no reply within {self._deadline * 1000:g} ms"
             ) from err
         except (OSError, ssl.SSLError) as err:
-            raise StoreUnavailable(f"redis claim: {type(err).__name__}: {err}") from err
+            raise _failure("claim", err) from err
         if isinstance(reply, RespError):
             if reply.code != "NOSCRIPT":
-                raise StoreUnavailable(f"redis claim: {_describe(reply)}")
+                raise _failure("claim", reply)
             # Script cache empty (restart, failover): send the script itself once.
             args = (2, hk, nk, cl, rid, ttl_ms)
             [reply] = await self._call(
@@ -229,10 +233,12 @@ class RedisStore:
         )
         if isinstance(reply, dict):  # RESP3
             reply = [item for pair in reply.items() for item in pair]
+        if isinstance(reply, RespError) and auth_failure(reply) is not None:
+            raise _failure("CONFIG GET", reply)  # not a policy question: the URL is wrong
         if isinstance(reply, RespError):
             problem = (
                 f"CONFIG GET is not permitted on this Redis ({reply}), so its "
-                "maxmemory-policy cannot be checked"
+                "maxmemory-policy cannot be checked (an ACL user needs +config|get)"
             )
         elif isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
             policy = reply[1].decode(errors="replace")
@@ -256,6 +262,24 @@ class RedisStore:
 
 
 _CLAIM_PREFIX = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % CLAIM_SHA.encode()
+
+
+def _failure(what: str, err: RespError | OSError | ssl.SSLError) -> StoreUnavailable:
+    """The StoreUnavailable for a failed call: StoreAuthFailed when Redis refused our
+    credentials (its message says how the URL carries them), a hint for TLS verification."""
+    if isinstance(err, AuthFailed):
+        return StoreAuthFailed(str(err))
+    if isinstance(err, RespError):
+        auth = auth_failure(err)
+        return (
+            StoreAuthFailed(auth) if auth else StoreUnavailable(f"redis {what}: {_describe(err)}")
+        )
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return StoreUnavailable(
+            f"redis {what}: TLS: {err.verify_message or err}; the server's certificate is not "
+            "signed by a trusted CA: set VERIFIER_REDIS_CA_FILE to the CA that signed it"
+        )
+    return StoreUnavailable(f"redis {what}: {type(err).__name__}: {err}")
 
 
 def _describe(reply: object) -> str:

@@ -29,6 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
+from verifier.errors import ConfigError
+
 
 class RespError(Exception):
     """An error reply from Redis (``-ERR …``), returned as a value by :meth:`call`."""
@@ -41,6 +43,56 @@ class RespError(Exception):
 
 class ConnectionDown(ConnectionError):
     """The connection was lost, refused or declared stalled."""
+
+
+class AuthFailed(ConnectionDown):
+    """Redis refused the handshake's AUTH; the message is :func:`auth_failure`'s."""
+
+
+# How a store URL carries credentials: said by every authentication error.
+URL_FORMS = (
+    "the store URL carries them as redis://:PASSWORD@host:port/db (requirepass), or "
+    "redis://USER:PASSWORD@host:port/db for an ACL user (rediss:// alike)"
+)
+
+
+def auth_failure(reply: RespError) -> str | None:
+    """A one-line explanation when ``reply`` is Redis refusing authentication, else None.
+
+    NOAUTH (a password is required and none was sent), WRONGPASS and the older "invalid
+    password" (wrong password or user), "AUTH … called without any password configured" (the
+    URL has a password this Redis does not use). Redis never repeats the password it got.
+    """
+    text = str(reply)
+    if reply.code == "NOAUTH":
+        why = "this Redis requires a password and the store URL has none"
+    elif reply.code == "WRONGPASS" or text.startswith(("ERR invalid password", "ERR invalid user")):
+        why = "the password (or ACL user) in the store URL is not accepted"
+    elif text.startswith("ERR AUTH") and "without any password configured" in text:
+        why = "the store URL has a password but this Redis requires none; remove it"
+    else:
+        return None
+    return f"Redis authentication failed: {why} ({text.rstrip('.')}); {URL_FORMS}"
+
+
+def tls_context(ca_file: str = "", cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
+    """The TLS context of a ``rediss://`` connection: the server is verified against
+    ``ca_file`` (default: the system's CAs), and ``cert_file``/``key_file`` (PEM) are the
+    client certificate when Redis asks for one (``tls-auth-clients``). ConfigError naming the
+    setting of a file that cannot be read."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"VERIFIER_REDIS_CA_FILE: cannot use {ca_file}: {err}") from err
+    if cert_file:
+        try:
+            ctx.load_cert_chain(cert_file, key_file or None)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(
+                f"VERIFIER_REDIS_CERT_FILE, VERIFIER_REDIS_KEY_FILE: cannot use {cert_file} "
+                f"with {key_file}: {err}"
+            ) from err
+    return ctx
 
 
 def pack(*args: bytes | str | int) -> bytes:
@@ -117,11 +169,14 @@ class PipelinedConnection:
         deadline: float = 0.05,
         connect_timeout: float = 2.0,
         stall_timeout: float = 1.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls`` is the context of a ``rediss://`` URL (default: :func:`tls_context`)."""
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
         self.tls = parts.scheme == "rediss"
+        self.ssl_context = (tls or tls_context()) if self.tls else None
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         path = parts.path.strip("/")
@@ -140,9 +195,8 @@ class PipelinedConnection:
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        ctx = ssl.create_default_context() if self.tls else None
         _, proto = await loop.create_connection(
-            lambda: _Protocol(self), self.host, self.port, ssl=ctx
+            lambda: _Protocol(self), self.host, self.port, ssl=self.ssl_context
         )
         handshake = []
         if self.password is not None:
@@ -157,6 +211,9 @@ class PipelinedConnection:
             reply = await fut
             if isinstance(reply, RespError):
                 proto.fail(ConnectionDown("Redis refused the handshake"))
+                why = auth_failure(reply)
+                if why is not None:
+                    raise AuthFailed(why)
                 raise ConnectionDown(f"Redis refused AUTH/SELECT: {reply}")
         return proto
 
