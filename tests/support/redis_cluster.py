@@ -342,14 +342,18 @@ class RedisCluster:
         with self.node(source).client() as c:
             c.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", self.node_id(to_port))
 
+    def keys_in_slot(self, slot: int) -> list[str]:
+        """The keys of ``slot`` on its master (the source, during a migration)."""
+        with self.node(self.master_of(slot)).client() as c:
+            keys = c.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10_000)
+        return [k.decode() for k in keys]
+
     def move_keys(self, slot: int, to_port: int, keys: list[str] | None = None) -> None:
         """MIGRATE ``keys`` (default: all of the slot) from the slot's master to ``to_port``."""
-        with self.node(self.master_of(slot)).client() as c:
-            if keys is None:
-                keys = [
-                    k.decode() for k in c.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
-                ]
-            if keys:
+        if keys is None:
+            keys = self.keys_in_slot(slot)
+        if keys:
+            with self.node(self.master_of(slot)).client() as c:
                 c.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *keys)
 
     def finish_migration(self, slot: int, to_port: int) -> None:

@@ -296,8 +296,9 @@ class ClusterStore:
             elif text.startswith("NOSCRIPT") and script is not None:
                 packed, script = script, None  # same node, ASKING again if it was asked
             elif text.startswith("TRYAGAIN"):
+                # A migration splits the keys: wait for it, as long as the deadline allows.
                 await asyncio.sleep(next(pauses, TRYAGAIN_PAUSES[-1]))
-                node, asking = None, False
+                node, asking, redirects = None, False, 0
             else:
                 if text.startswith(_TOPOLOGY_ERRORS):
                     self._failed(node)
