@@ -10,7 +10,9 @@ usefully (what the circuit breaker counts as a failure):
 - ``server_error``: a 5xx status (503 included: the centre cannot decide either). The
   answer is kept on the exception for logs.
 
-The scanner's own ``Authorization`` is forwarded, and the request id as ``Idempotency-Key``
+Requests go through :mod:`verifier.sidecar.http_client` (a lean HTTP/1.1 client: each scan
+forwarded costs a hand-written head, one write and llhttp's callbacks). The scanner's own
+``Authorization`` is forwarded, and the request id as ``Idempotency-Key``
 (the centre reads it for text/plain bodies and for JSON bodies without ``request_id``), so a
 scan sent twice with one request id is one use at the centre. That makes one retry safe: a
 kept-alive connection the centre closed while idle fails on reuse, and the request is sent
@@ -22,9 +24,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-import aiohttp
-
 from verifier.errors import VerifierError
+from verifier.sidecar.http_client import ConnectFailed, Pool
 
 CONNECT = "connect"
 TIMEOUT = "timeout"
@@ -59,25 +60,18 @@ class Upstream:
             raise ValueError("upstream URL must start with http:// or https://")
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_ms / 1000
-        self._pool = pool
-        self._session: aiohttp.ClientSession | None = None
+        self.max_idle = pool  # kept-alive connections kept between requests
+        self._pool: Pool | None = None
 
     async def start(self) -> None:
-        """Create the session (needs a running loop)."""
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._pool, keepalive_timeout=30)
-            # No session-wide timeout: each call bounds itself with asyncio.timeout.
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=False,
-            )
+        """Make the pool (connections are opened on first use)."""
+        if self._pool is None:
+            self._pool = Pool(self.base_url, self.max_idle)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def __aenter__(self) -> Upstream:
         await self.start()
@@ -123,32 +117,28 @@ class Upstream:
     async def _call(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None
     ) -> UpstreamAnswer:
-        if self._session is None:
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("Upstream.start() was not called")
-        url = self.base_url + path
+        request = pool.head(method, path, headers, None if body is None else len(body))
+        if body:
+            request += body
         try:
             async with asyncio.timeout(self.timeout_s):
                 try:
-                    answer = await self._once(method, url, headers, body)
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as err:
-                    if isinstance(err, aiohttp.ClientConnectorError):
-                        raise  # a fresh connection failed: the centre is not there
+                    resp, _ = await pool.request(request)
+                except ConnectFailed:
+                    raise  # a fresh connection failed: the centre is not there
+                except OSError:
                     # Probably a kept-alive connection the centre had closed: once more.
-                    answer = await self._once(method, url, headers, body)
+                    resp, _ = await pool.request(request, fresh=True)
         except TimeoutError as err:
             raise UpstreamFailed(
                 TIMEOUT, f"no answer within {self.timeout_s * 1000:.0f} ms"
             ) from err
-        except (aiohttp.ClientError, OSError) as err:
+        except OSError as err:
             raise UpstreamFailed(CONNECT, f"{type(err).__name__}: {err}") from err
+        answer = UpstreamAnswer(resp.status, resp.body, resp.content_type)
         if answer.status >= 500:
             raise UpstreamFailed(SERVER_ERROR, f"status {answer.status}", answer)
         return answer
-
-    async def _once(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> UpstreamAnswer:
-        assert self._session is not None
-        async with self._session.request(method, url, headers=headers, data=body) as resp:
-            data = await resp.read()
-            return UpstreamAnswer(resp.status, data, resp.headers.get("Content-Type", ""))
