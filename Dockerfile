@@ -6,10 +6,13 @@
 #   docker run -p 8080:8080 \
 #     -v /etc/verifier:/etc/verifier:ro \
 #     -e VERIFIER_STORE=redis://redis:6379/0 \
-#     -e VERIFIER_TRUST_LIST=/etc/verifier/trust.json \
+#     -e VERIFIER_TRUST_LIST=/etc/verifier/trust.paseto \
 #     -e VERIFIER_ROOT_KEY=/etc/verifier/root.public \
 #     insurance-qr-verifier
 #   docker run --rm -e VERIFIER_STORE=redis://redis:6379/0 insurance-qr-verifier registry get h-0001
+#
+# Mount only what the service reads (the signed trust list and the root PUBLIC key), never a
+# folder that also holds root.secret or an issuer's secret key.
 #
 # Settings (environment; `verifier serve --help` has the flags, which take precedence):
 #   VERIFIER_STORE               redis://host:port/db, rediss://… for TLS (default
@@ -28,6 +31,11 @@
 #   VERIFIER_TRUST_POLL_SECONDS  how often the trust list file is checked for changes (default 2)
 #   VERIFIER_EXP_LEEWAY, VERIFIER_FUTURE_LEEWAY, VERIFIER_MAX_LIFETIME   token time rules (s)
 #   VERIFIER_LOG_LEVEL           debug | info | warning | error (default info)
+#   VERIFIER_LOG_FORMAT          text | json (one object per line, for a log shipper)
+#   VERIFIER_ACCESS_LOG          true: one line per verdict (institution, scanner, reason, latency)
+#   VERIFIER_REDIS_CA_FILE       rediss://: CA bundle (PEM) that signed Redis's certificate
+#   VERIFIER_REDIS_CERT_FILE, VERIFIER_REDIS_KEY_FILE   rediss://: client certificate and key
+#   A Redis password goes in the URL: redis://:PASSWORD@host:6379/0 (ACL user: USER:PASSWORD@)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
