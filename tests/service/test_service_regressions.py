@@ -127,3 +127,23 @@ def test_a_bug_is_the_same_json_500_on_both_framings(tmp_path, redis_url, monkey
         assert b"secret-path" not in answer
     bugs = [r for r in caplog.records if r.name == "verifier.http" and r.exc_info]
     assert len(bugs) == 3  # each one logged with its traceback
+
+
+def test_one_token_verifier_per_loaded_trust_list(tmp_path, redis_url):
+    """The pipeline builds its TokenVerifier once per trust list, and a new one on reload."""
+    world = World(tmp_path)
+
+    async def scenario() -> None:
+        async with running(world, redis_url) as svc:
+            pipeline = svc.runtime.pipeline
+            assert (await svc.verify(world.token("alice")))[1]["reason"] == "ok"
+            first = pipeline.token_verifier(svc.runtime.trust.current)
+            assert (await svc.verify(world.token("bob")))[1]["reason"] == "ok"
+            assert pipeline.token_verifier(svc.runtime.trust.current) is first
+            world.write_trust(version=2)
+            assert svc.runtime.trust.reload()
+            assert (await svc.verify(world.token("alice")))[1]["reason"] == "ok"
+            second = pipeline.token_verifier(svc.runtime.trust.current)
+            assert second is not first and second.trust.version == 2
+
+    asyncio.run(scenario())

@@ -11,9 +11,10 @@ import logging
 import math
 from typing import Any
 
-from verifier import core, coverage
+from verifier import coverage
 from verifier import errors as E
 from verifier.benefits import BenefitPolicy, UnknownService, settle
+from verifier.core import TokenVerifier
 from verifier.errors import RequestRefused, TokenError
 from verifier.policy import ClaimPolicy
 from verifier.records import Institution, Scanner
@@ -22,6 +23,7 @@ from verifier.service.metrics import Metrics
 from verifier.service.requests import VerifyRequest
 from verifier.service.trustwatch import TrustWatch
 from verifier.store.base import REPLAYED, Store
+from verifier.trust import TrustList
 
 log = logging.getLogger("verifier.verify")
 
@@ -41,6 +43,14 @@ class Pipeline:
         self.benefits = benefits
         self.metrics = metrics
         self.views = views.Views(benefits)
+        self._verifier: TokenVerifier | None = None
+
+    def token_verifier(self, trust: TrustList) -> TokenVerifier:
+        """The token verifier of ``trust``: built once per loaded trust list."""
+        v = self._verifier
+        if v is None or v.trust is not trust:
+            v = self._verifier = TokenVerifier(trust, self.claim_policy)
+        return v
 
     def _verdict(self, reason: str, valid: bool = False, **parts: Any) -> dict[str, Any]:
         self.metrics.verdicts[reason] += 1
@@ -54,7 +64,7 @@ class Pipeline:
         if not trust.is_fresh(now):
             raise RequestRefused(E.TRUST_LIST_EXPIRED, "the trust list has expired; cannot verify")
         try:
-            tok = core.verify(req.token, trust, self.claim_policy, now)
+            tok = self.token_verifier(trust).verify(req.token, now)
         except TokenError as err:
             return self._verdict(err.reason)
         card = self.views.card(tok)
