@@ -15,11 +15,10 @@ from verifier.benefits import (
     Settlement,
     UnknownService,
     format_percent,
-    load_policy,
-    policy_from_mapping,
     ratios,
     settle,
 )
+from verifier.benefits_file import load_policy, policy_from_mapping
 from verifier.errors import ConfigError, RecordError
 from verifier.money import MAX_FEN, parse_yuan
 from verifier.records import SCHEMES

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from verifier.benefits import BenefitPolicy, policy_from_mapping
+from verifier.benefits import BenefitPolicy
+from verifier.benefits_file import policy_from_mapping
 from verifier.coverage import decide
 from verifier.errors import (
     COVERAGE_SUSPENDED,

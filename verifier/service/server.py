@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from verifier.benefits import BenefitPolicy, load_policy
+from verifier.benefits import BenefitPolicy
+from verifier.benefits_file import load_policy
 from verifier.config import Settings
 from verifier.errors import ConfigError, VerifierError
 from verifier.keyfiles import read_public_key
