@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -209,3 +210,22 @@ def _refs(node: object) -> list[str]:
     if isinstance(node, list):
         return [r for v in node for r in _refs(v)]
     return []
+
+
+@in_loop
+async def test_offline_for_longer_than_the_max_age_is_a_503(tmp_path: Path) -> None:
+    async with pair(tmp_path, offline_max_age="5s") as p:
+        cred = p.world.credentials[HOSPITAL]
+        breaker = p.sidecar.breaker
+        breaker.state, breaker.next_probe_at = "open", 2**62  # no probe during the test
+        breaker.offline_since = int(time.time() * 1000) - 4_000
+        status, doc = await p.post("/v1/verify", cred, json={"token": p.world.token()})
+        assert (status, doc["mode"]) == (200, "offline")
+        breaker.offline_since = int(time.time() * 1000) - 6_000
+        async with p.http.post(
+            p.url + "/v1/verify",
+            json={"token": p.world.token()},
+            headers={"Authorization": f"Bearer {cred}"},
+        ) as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+            assert (await resp.json())["error"] == "store_unavailable"
