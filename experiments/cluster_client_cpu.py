@@ -5,9 +5,11 @@
 Starts a private 3-master + 3-replica cluster and one plain redis-server (the test fixtures in
 tests/support), imports 10 000 holders into each, then per round and per client claims
 ``CLAIMS`` fresh nonces with 256 claims in flight (256 coroutines in a loop, uvloop) and
-prints this process's CPU time (user + system) per claim and claims per wall second; the
-clients take turns within each round, and the summary is the median over rounds. Every
-variant does the same work per claim: the claim script, and the reply turned into a Claim.
+prints this process's CPU time (user + system) per claim, claims per wall second, and the
+Redis servers' CPU per claim (``INFO cpu`` before and after: the plain server; the cluster's
+masters, and its replicas apart); the clients take turns within each round, and the summary
+is the median over rounds. Every variant does the same work per claim: the claim script, and
+the reply turned into a Claim.
 
 * ``single``       :class:`verifier.store.redis.RedisStore` on the plain server
 * ``cluster``      :class:`verifier.store.cluster.ClusterStore` on the cluster
@@ -16,7 +18,8 @@ variant does the same work per claim: the claim script, and the reply turned int
 * ``redis-py-pipe`` the same through its pipeline, 256 claims per ``execute()``
 
 Redis runs on the same two cores, so claims per second are only indicative; CPU per claim is
-the figure that decides which client to extend.
+the figure that decides which client to extend. Redis CPU per claim gives claims per second
+per Redis core (1e6 / µs), the capacity of one cluster node.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import redis
 import uvloop
 from redis.asyncio.cluster import RedisCluster as PyCluster
 
@@ -49,6 +53,17 @@ IN_FLIGHT = 256
 TTL_MS = 600_000
 
 Claimer = Callable[[str, str], Awaitable[object]]
+Result = tuple[float, float, float, float]  # client µs, claims/s, master µs, replica µs
+
+
+def _cpu(ports: list[int]) -> float:
+    """Total user + system CPU seconds of the Redis servers on ``ports``."""
+    total = 0.0
+    for port in ports:
+        with redis.Redis(port=port) as client:
+            info = client.info("cpu")
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
 
 
 async def _run(claim: Claimer, prefix: str, n: int) -> tuple[float, float]:
@@ -98,28 +113,47 @@ async def main(rounds: int, n: int) -> None:
                 )
                 return claim_result(*parse_claim_reply(reply))
 
-            variants: dict[str, Callable[[str], Awaitable[tuple[float, float]]]] = {
-                "single": lambda p: _run(lambda s, j: single.claim(s, j, "s", None, TTL_MS), p, n),
-                "cluster": lambda p: _run(lambda s, j: ours.claim(s, j, "s", None, TTL_MS), p, n),
-                "cluster-wait": lambda p: _run(
-                    lambda s, j: waiting.claim(s, j, "s", None, TTL_MS), p, n
+            masters = [port for port, _, _ in cluster.masters()]
+            replicas = [cluster.replica_of(port) for port in masters]
+            on_cluster = (masters, replicas)
+            variants: dict[
+                str,
+                tuple[Callable[[str], Awaitable[tuple[float, float]]], tuple[list[int], list[int]]],
+            ] = {
+                "single": (
+                    lambda p: _run(lambda s, j: single.claim(s, j, "s", None, TTL_MS), p, n),
+                    ([server.port], []),
                 ),
-                "redis-py": lambda p: _run(py_claim, p, n),
-                "redis-py-pipe": lambda p: _pipelined(py, sha, p, n),
+                "cluster": (
+                    lambda p: _run(lambda s, j: ours.claim(s, j, "s", None, TTL_MS), p, n),
+                    on_cluster,
+                ),
+                "cluster-wait": (
+                    lambda p: _run(lambda s, j: waiting.claim(s, j, "s", None, TTL_MS), p, n),
+                    on_cluster,
+                ),
+                "redis-py": (lambda p: _run(py_claim, p, n), on_cluster),
+                "redis-py-pipe": (lambda p: _pipelined(py, sha, p, n), on_cluster),
             }
-            for name, run in variants.items():  # warm-up: connections, script caches
+            for name, (run, _) in variants.items():  # warm-up: connections, script caches
                 await run(f"warm-{name}")
-            results: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+            results: dict[str, list[Result]] = {name: [] for name in variants}
             for r in range(rounds):
-                for name, run in variants.items():
+                for name, (run, (primaries, copies)) in variants.items():
+                    before = _cpu(primaries), _cpu(copies)
                     cpu, rate = await run(f"r{r}-{name}")
-                    results[name].append((cpu, rate))
-                    print(f"round {r + 1} {name:14} {cpu:6.1f} µs CPU/claim {rate:8.0f} claims/s")
+                    server_cpu = (_cpu(primaries) - before[0]) / n * 1e6
+                    replica_cpu = (_cpu(copies) - before[1]) / n * 1e6
+                    results[name].append((cpu, rate, server_cpu, replica_cpu))
+                    print(
+                        f"round {r + 1} {name:14} client {cpu:6.1f} µs/claim {rate:8.0f} claims/s"
+                        f"  redis {server_cpu:5.1f} µs/claim (replicas {replica_cpu:4.1f})"
+                    )
             print(f"\nmedian of {rounds} rounds, {n} claims each, {IN_FLIGHT} in flight:")
+            print("variant         client µs/claim  claims/s  redis µs/claim  replicas µs/claim")
             for name, rows in results.items():
-                cpu = statistics.median(c for c, _ in rows)
-                rate = statistics.median(r for _, r in rows)
-                print(f"{name:14} {cpu:6.1f} µs CPU/claim {rate:8.0f} claims/s")
+                med = [statistics.median(row[k] for row in rows) for k in range(4)]
+                print(f"{name:14} {med[0]:16.1f} {med[1]:9.0f} {med[2]:15.1f} {med[3]:18.1f}")
             for store in (single, ours, waiting):
                 await store.close()
             await py.aclose()

@@ -56,7 +56,7 @@ from verifier.store.keys import (
     scanner_key,
 )
 from verifier.store.node import Node, NodeConnection
-from verifier.store.resp import ConnectionDown, RespError, pack
+from verifier.store.resp import ConnectionDown, RespError, pack, tls_context
 from verifier.store.slots import (
     SLOTS,
     Address,
@@ -111,7 +111,10 @@ Confirm = asyncio.Future[int] | None
 class ClusterStore:
     """A :class:`verifier.store.base.Store` on a Redis Cluster.
 
-    Creating one does no I/O; the slot map is read on first use. Call :meth:`check_cluster`
+    ``tls`` is the context of a ``rediss+cluster://`` URL, used for every node; nodes are
+    verified under the address the cluster announces for them (``cluster-announce-ip`` or
+    ``cluster-announce-hostname`` with ``cluster-preferred-endpoint-type hostname``), so
+    their certificates must name it. Creating one does no I/O; the slot map is read on first use. Call :meth:`check_cluster`
     once at startup (``open_store`` does).
     """
 
@@ -123,8 +126,12 @@ class ClusterStore:
         admin_deadline_ms: int = 2000,
         chunk_size: int = 1000,
         min_replicas: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._url = ClusterURL.parse(url)
+        # One TLS context for every node of a rediss+cluster:// URL (resp.tls_context's
+        # default: the system's CAs, no client certificate).
+        self._tls = (tls or tls_context()) if self._url.tls else None
         if deadline_ms <= 0 or admin_deadline_ms <= 0 or chunk_size <= 0:
             raise ValueError("deadlines and chunk size must be positive")
         if min_replicas < 0:
@@ -153,6 +160,7 @@ class ClusterStore:
                 deadline=self._deadline,
                 connect_timeout=self._admin_deadline,
                 stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
+                tls=self._tls,
             )
             node = self._nodes[address] = Node(address, conn, self.min_replicas)
         return node
