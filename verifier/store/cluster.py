@@ -6,14 +6,9 @@ nonces share a hash tag (:mod:`verifier.store.keys`), so the claim script stays 
 on one node. Each node gets one auto-pipelined connection (:mod:`verifier.store.node`): claims
 for one node issued in the same event-loop turn go out in one write, as on a single node.
 
-Routing. A command goes to the master the slot map names. Replies that prove the command did
-not run are followed within the call's deadline: ``MOVED`` (the slot moved: remember it, and
-refresh the whole map in the background), ``ASK`` (a slot in migration: this command once to
-the other node, after ``ASKING``), ``TRYAGAIN`` (the keys are split by a migration in progress:
-pause and try again, briefly), ``NOSCRIPT`` (send the script itself). A connection error, a
-``CLUSTERDOWN``/``READONLY``/``LOADING`` reply or a slot with no master also refreshes the map,
-at most every ``REFRESH_INTERVAL_S``: that is how the store finds the replica promoted after a
-failover, with no restart.
+Routing follows MOVED, ASK, TRYAGAIN and NOSCRIPT within the call's deadline and re-reads the
+slot map after connection errors (:mod:`verifier.store.cluster_router`): that is how the
+store finds the replica promoted after a failover, with no restart.
 
 Failing closed. Every call has a deadline (``deadline_ms``, ``admin_deadline_ms`` for bulk
 writes and checks). A claim that timed out or lost its connection may have run: it is never
@@ -26,8 +21,9 @@ a replica that never saw it, and the token would be accepted again. With ``min_r
 claim that consumed its nonce (NEW) is only reported after ``WAIT`` says that many replicas
 have it; one WAIT covers every claim of one event-loop turn on a connection (a group commit).
 A RETRY is confirmed too (the first claim's confirmation may have failed): in this mode the
-claim script also rewrites a retried nonce's expiry, a write that WAIT then covers. Not confirmed within the
-deadline: StoreUnavailable, and a retry with the same request id gets the original verdict.
+claim script also rewrites a retried nonce's expiry, a write that WAIT then covers. Not
+confirmed within the deadline: StoreUnavailable, and a retry with the same request id gets
+the original verdict.
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ import asyncio
 import functools
 import hashlib
 import itertools
-import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -48,6 +43,7 @@ from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import REPLAYED, Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
 from verifier.store.cluster_checks import NodeReport, judge_cluster, replica_addresses
+from verifier.store.cluster_router import ClusterRouter, Confirm, Reply, describe
 from verifier.store.keys import (
     check_claim_args,
     holder_key,
@@ -55,31 +51,10 @@ from verifier.store.keys import (
     nonce_key,
     scanner_key,
 )
-from verifier.store.node import Node, NodeConnection
 from verifier.store.resp import ConnectionDown, RespError, pack, tls_context
-from verifier.store.slots import (
-    SLOTS,
-    Address,
-    ClusterURL,
-    SlotRange,
-    key_slot,
-    parse_cluster_slots,
-    parse_redirect,
-    tag_slot,
-)
-
-log = logging.getLogger(__name__)
+from verifier.store.slots import Address, ClusterURL, key_slot, tag_slot
 
 T = TypeVar("T")
-
-MAX_REDIRECTS = 5  # MOVED/ASK hops for one command; more means the map is in flux
-TRYAGAIN_PAUSES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)  # then 0.05 s until the deadline
-REFRESH_INTERVAL_S = 0.1  # the slot map is asked for at most this often
-PROBES_AT_ONCE = 3  # nodes asked for the slot map together; the first answer wins
-# Error replies after which the map is probably out of date (the command did not run).
-_TOPOLOGY_ERRORS = ("CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN")
-
-_ASKING = pack("ASKING")
 
 
 def _confirmed_claim_lua() -> str:
@@ -104,9 +79,6 @@ _SCRIPTS = {
     True: (CONFIRMED_CLAIM_LUA, hashlib.sha1(CONFIRMED_CLAIM_LUA.encode()).hexdigest()),
 }
 
-Reply = object
-Confirm = asyncio.Future[int] | None
-
 
 class ClusterStore:
     """A :class:`verifier.store.base.Store` on a Redis Cluster.
@@ -114,8 +86,8 @@ class ClusterStore:
     ``tls`` is the context of a ``rediss+cluster://`` URL, used for every node; nodes are
     verified under the address the cluster announces for them (``cluster-announce-ip`` or
     ``cluster-announce-hostname`` with ``cluster-preferred-endpoint-type hostname``), so
-    their certificates must name it. Creating one does no I/O; the slot map is read on first use. Call :meth:`check_cluster`
-    once at startup (``open_store`` does).
+    their certificates must name it. Creating one does no I/O; the slot map is read on first
+    use. Call :meth:`check_cluster` once at startup (``open_store`` does).
     """
 
     def __init__(
@@ -143,99 +115,15 @@ class ClusterStore:
         self._admin_deadline = admin_deadline_ms / 1000
         self._chunk_size = chunk_size
         self.min_replicas = min_replicas
-        self._closed = False
-        self._nodes: dict[Address, Node] = {}
-        self._slots: list[Node | None] = [None] * SLOTS
-        self._ranges: list[SlotRange] = []
-        self._refresh: asyncio.Task[None] | None = None
-        self._refreshed_at = -REFRESH_INTERVAL_S
+        self._router = ClusterRouter(
+            self._url,
+            deadline=self._deadline,
+            admin_deadline=self._admin_deadline,
+            min_replicas=min_replicas,
+            tls=self._tls,
+        )
 
     # -- nodes and the slot map ------------------------------------------------------------
-
-    def _node(self, address: Address) -> Node:
-        node = self._nodes.get(address)
-        if node is None:
-            conn = NodeConnection(
-                self._url.node_url(address),
-                deadline=self._deadline,
-                connect_timeout=self._admin_deadline,
-                stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
-                tls=self._tls,
-            )
-            node = self._nodes[address] = Node(address, conn, self.min_replicas)
-        return node
-
-    def masters(self) -> list[Address]:
-        """Addresses of the masters in the current slot map (empty before the first use)."""
-        return list(dict.fromkeys(r.master for r in self._ranges))
-
-    def _apply(self, ranges: list[SlotRange]) -> None:
-        slots: list[Node | None] = [None] * SLOTS
-        for r in ranges:
-            node = self._node(r.master)
-            slots[r.start : r.end + 1] = [node] * (r.end - r.start + 1)
-        changed = sorted(set(self.masters())) != sorted({r.master for r in ranges})
-        self._slots, self._ranges = slots, ranges
-        if changed:
-            log.info(
-                "redis cluster masters now %s", ", ".join(f"{h}:{p}" for h, p in self.masters())
-            )
-
-    def _refresh_soon(self) -> None:
-        """Re-read the slot map in the background, unless one is under way or was just read."""
-        if self._closed or (self._refresh is not None and not self._refresh.done()):
-            return
-        if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL_S:
-            return
-        self._refresh = asyncio.ensure_future(self._read_map())
-        self._refresh.add_done_callback(_log_refresh_failure)
-
-    async def _map(self) -> None:
-        """Wait for a slot map: the one under way, or a new one (raises StoreUnavailable)."""
-        if self._refresh is None or self._refresh.done():
-            self._refresh = asyncio.ensure_future(self._read_map())
-            self._refresh.add_done_callback(_log_refresh_failure)
-        await asyncio.shield(self._refresh)
-
-    async def _read_map(self) -> None:
-        self._refreshed_at = time.monotonic()
-        masters = set(self.masters())
-        # Healthy nodes first, masters before replicas, then the seeds of the URL.
-        known = sorted(self._nodes.values(), key=lambda n: (n.failed_at, n.address not in masters))
-        candidates = list(dict.fromkeys([n.address for n in known] + list(self._url.seeds)))
-        problems = []
-        for start in range(0, len(candidates), PROBES_AT_ONCE):
-            probes = [
-                asyncio.ensure_future(self._ask_slots(a))
-                for a in candidates[start : start + PROBES_AT_ONCE]
-            ]
-            try:
-                for next_answer in asyncio.as_completed(probes):
-                    try:
-                        self._apply(await next_answer)
-                        return
-                    except StoreUnavailable as err:
-                        problems.append(str(err))
-            finally:
-                for probe in probes:
-                    probe.cancel()
-        raise StoreUnavailable("redis cluster: no node gave a slot map: " + "; ".join(problems))
-
-    async def _ask_slots(self, address: Address) -> list[SlotRange]:
-        node = self._node(address)
-        try:
-            async with asyncio.timeout(self._admin_deadline):
-                reply = await node.conn.call(pack("CLUSTER", "SLOTS"), self._admin_deadline)
-            return parse_cluster_slots(reply, node.host)
-        except TimeoutError as err:
-            raise StoreUnavailable(f"{_where(address)}: CLUSTER SLOTS: no reply") from err
-        except (ConnectionDown, OSError, ssl.SSLError, ValueError) as err:
-            node.failed_at = time.monotonic()
-            raise StoreUnavailable(f"{_where(address)}: CLUSTER SLOTS: {_describe(err)}") from err
-
-    def _failed(self, node: Node) -> None:
-        node.failed_at = time.monotonic()
-        self._refresh_soon()
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -246,100 +134,19 @@ class ClusterStore:
         work: Callable[[], Awaitable[T]],
     ) -> T:
         """Run ``work`` within ``deadline`` seconds; every failure becomes StoreUnavailable."""
-        if self._closed:
+        if self._router.closed:
             raise StoreUnavailable("redis cluster store is closed")
         try:
             async with asyncio.timeout(deadline):
                 return await work()
         except TimeoutError as err:
-            self._refresh_soon()  # a master cut off (not refusing) is only seen as silence
+            self._router.refresh_soon()  # a master cut off (not refusing) shows as silence
             raise StoreUnavailable(
                 f"redis cluster {what}: no reply within {deadline * 1000:g} ms"
             ) from err
         except (ConnectionDown, OSError, ssl.SSLError) as err:
-            self._refresh_soon()
-            raise StoreUnavailable(f"redis cluster {what}: {_describe(err)}") from err
-
-    async def _execute(
-        self,
-        slot: int,
-        packed: bytes,
-        *,
-        script: bytes | None = None,
-        confirm_by: float | None = None,
-        first: tuple[Node, Reply] | None = None,
-    ) -> tuple[Reply, Confirm]:
-        """Send one command to the master of ``slot``, following what proves it did not run.
-
-        ``script``: the EVAL to send after NOSCRIPT. ``confirm_by``: also queue a WAIT behind
-        it that answers by then (monotonic seconds), and return it. ``first``: a reply already received from a node (the claim's fast path).
-        Returns the reply (never an error reply) or raises; the caller bounds the time.
-        """
-        node, reply = first if first is not None else (None, None)
-        asking = False
-        redirects = 0
-        pauses = iter(TRYAGAIN_PAUSES)
-        wait: Confirm = None
-        while True:
-            if reply is None:
-                if node is None:
-                    node = await self._master(slot)
-                reply, wait = await self._send(node, packed, asking, confirm_by)
-            if not isinstance(reply, RespError):
-                return reply, wait
-            assert node is not None
-            text = str(reply)
-            reply = None
-            redirect = parse_redirect(text, node.host)
-            if redirect is not None:
-                redirects += 1
-                if redirects > MAX_REDIRECTS or (asking and redirect.ask):
-                    self._refresh_soon()
-                    raise StoreUnavailable(f"redis cluster: slot {slot} keeps moving ({text})")
-                target = self._node(redirect.address)
-                if not redirect.ask:
-                    self._slots[slot] = target
-                    self._refresh_soon()
-                node, asking = target, redirect.ask
-            elif text.startswith("NOSCRIPT") and script is not None:
-                packed, script = script, None  # same node, ASKING again if it was asked
-            elif text.startswith("TRYAGAIN"):
-                # A migration splits the keys: wait for it, as long as the deadline allows.
-                await asyncio.sleep(next(pauses, TRYAGAIN_PAUSES[-1]))
-                node, asking, redirects = None, False, 0
-            else:
-                if text.startswith(_TOPOLOGY_ERRORS):
-                    self._failed(node)
-                raise StoreUnavailable(f"redis cluster {_where(node.address)}: {text:.200}")
-
-    async def _master(self, slot: int) -> Node:
-        node = self._slots[slot]
-        if node is None:
-            if self._ranges:
-                self._refresh_soon()
-                raise StoreUnavailable(f"redis cluster: no master serves slot {slot}")
-            await self._map()
-            node = self._slots[slot]
-            if node is None:
-                raise StoreUnavailable(f"redis cluster: no master serves slot {slot}")
-        return node
-
-    async def _send(
-        self, node: Node, packed: bytes, asking: bool, confirm_by: float | None
-    ) -> tuple[Reply, Confirm]:
-        conn = node.conn
-        try:
-            if not asking and confirm_by is None:
-                return await conn.call(packed), None
-            stream = await conn.open_stream()
-            if asking:
-                _ignore(conn.send_on(stream, _ASKING))
-            reply = conn.send_on(stream, packed)
-            wait = None if confirm_by is None else node.confirm(stream, confirm_by)
-            return await reply, wait
-        except (ConnectionDown, OSError, ssl.SSLError):
-            self._failed(node)
-            raise
+            self._router.refresh_soon()
+            raise StoreUnavailable(f"redis cluster {what}: {describe(err)}") from err
 
     # -- the hot path ----------------------------------------------------------------------
 
@@ -348,7 +155,7 @@ class ClusterStore:
     ) -> Claim:
         """See :meth:`verifier.store.base.Store.claim`: one EVALSHA on the slot's master."""
         check_claim_args(sub, jti, claimant, request_id, ttl_ms)
-        if self._closed:
+        if self._router.closed:
             raise StoreUnavailable("redis cluster store is closed")
         hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
         cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
@@ -359,7 +166,7 @@ class ClusterStore:
             % (len(hk), hk, len(nk), nk, len(cl), cl, len(rid), rid, len(ttl), ttl)
         )
         slot = tag_slot(sub.encode())
-        node = self._slots[slot]
+        node = self._router.slots[slot]
         first = None
         started = time.monotonic()
         if node is not None and node.conn.connected:
@@ -379,19 +186,19 @@ class ClusterStore:
                         await self._confirmed(wait)
                     return claim_result(outcome, holder)
             except TimeoutError as err:
-                self._refresh_soon()
+                self._router.refresh_soon()
                 raise StoreUnavailable(
                     f"redis cluster claim: no reply within {self._deadline * 1000:g} ms"
                 ) from err
             except (ConnectionDown, OSError, ssl.SSLError) as err:
-                self._failed(node)
-                raise StoreUnavailable(f"redis cluster claim: {_describe(err)}") from err
+                self._router.failed(node)
+                raise StoreUnavailable(f"redis cluster claim: {describe(err)}") from err
             first = (node, reply)  # did not run: follow it within what is left of the deadline
 
         async def routed() -> Claim:
             script = pack("EVAL", lua, 2, hk, nk, cl, rid, ttl)
             confirm_by = started + self._confirm_within if self.min_replicas else None
-            reply, wait = await self._execute(
+            reply, wait = await self._router.execute(
                 slot, packed, script=script, confirm_by=confirm_by, first=first
             )
             outcome, holder = parse_claim_reply(reply)
@@ -423,7 +230,9 @@ class ClusterStore:
     async def _command(self, what: str, key: str, *args: str | bytes | int) -> Reply:
         slot = key_slot(key.encode())
         packed = pack(what, key, *args)
-        reply, _ = await self._routed(what, self._deadline, lambda: self._execute(slot, packed))
+        reply, _ = await self._routed(
+            what, self._deadline, lambda: self._router.execute(slot, packed)
+        )
         return reply
 
     async def _set(self, key: str, value: bytes) -> None:
@@ -466,7 +275,7 @@ class ClusterStore:
     async def _set_many(self, writes: Sequence[tuple[str, bytes]]) -> None:
         # Every SET is queued in this turn, so each node gets its share in one write.
         replies = await asyncio.gather(
-            *(self._execute(key_slot(k.encode()), pack("SET", k, v)) for k, v in writes)
+            *(self._router.execute(key_slot(k.encode()), pack("SET", k, v)) for k, v in writes)
         )
         bad = next((r for r, _ in replies if r != b"OK"), None)
         if bad is not None:
@@ -493,15 +302,19 @@ class ClusterStore:
         """Raise StoreUnavailable unless every master answers PING now."""
 
         async def ping_all() -> None:
-            if not self._ranges:
-                await self._map()
+            if not self._router.ranges:
+                await self._router.load_map()
             replies = await asyncio.gather(
-                *(self._node(a).conn.call(pack("PING")) for a in self.masters())
+                *(self._router.node(a).conn.call(pack("PING")) for a in self.masters())
             )
             if any(r != b"PONG" for r in replies):
                 raise StoreUnavailable(f"redis cluster PING: {replies!r:.200}")
 
         await self._routed("PING", self._deadline, ping_all)
+
+    def masters(self) -> list[Address]:
+        """Addresses of the masters in the current slot map (empty before the first use)."""
+        return self._router.masters()
 
     async def check_cluster(self, allow_eviction: bool) -> None:
         """The start-up checks, against every node of a fresh slot map.
@@ -514,7 +327,7 @@ class ClusterStore:
         """
 
         async def gather_reports() -> list[NodeReport]:
-            await self._map()
+            await self._router.load_map()
             masters = self.masters()
             reports = list(await asyncio.gather(*(self._report(a, True) for a in masters)))
             replicas = [a for r in reports for a in replica_addresses(r) if a not in masters]
@@ -525,11 +338,11 @@ class ClusterStore:
         reports = await self._routed("start-up check", 2 * self._admin_deadline, gather_reports)
         for report in reports:
             if not report.master:
-                self._nodes[report.address].conn.close()  # only needed for the check
-        judge_cluster(self._ranges, reports, allow_eviction, self.min_replicas)
+                self._router.node(report.address).conn.close()  # only needed for the check
+        judge_cluster(self._router.ranges, reports, allow_eviction, self.min_replicas)
 
     async def _report(self, address: Address, master: bool) -> NodeReport:
-        conn = self._node(address).conn
+        conn = self._router.node(address).conn
         commands = [pack("CONFIG", "GET", "maxmemory-policy"), pack("CLUSTER", "INFO")]
         if master:
             commands.append(pack("INFO", "replication"))
@@ -538,31 +351,9 @@ class ClusterStore:
         except (ConnectionDown, OSError, ssl.SSLError, TimeoutError) as err:
             if master:
                 raise
-            return NodeReport(address, master, error=_describe(err))
+            return NodeReport(address, master, error=describe(err))
         return NodeReport(address, master, replies=replies)
 
     async def close(self) -> None:
         """Close every connection; later calls raise StoreUnavailable."""
-        self._closed = True
-        if self._refresh is not None:
-            self._refresh.cancel()
-        for node in self._nodes.values():
-            node.conn.close()
-
-
-def _ignore(fut: asyncio.Future[object]) -> None:
-    """Drop a reply nobody reads (ASKING's +OK), without an unretrieved-exception warning."""
-    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-def _log_refresh_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (err := task.exception()) is not None:
-        log.warning("redis cluster: slot map not refreshed: %s", err)
-
-
-def _where(address: Address) -> str:
-    return f"{address[0]}:{address[1]}"
-
-
-def _describe(err: BaseException) -> str:
-    return f"{type(err).__name__}: {err}"
+        self._router.close()
