@@ -117,6 +117,51 @@ def test_a_slot_in_migration_is_followed_by_ask_and_tryagain(
     asyncio.run(body())
 
 
+def test_a_paused_master_fails_its_claims_within_the_deadline_and_nothing_else(
+    redis_cluster: RedisCluster, cluster_url: str
+) -> None:
+    """SIGSTOP one master: its claims are StoreUnavailable after the deadline (never sent
+    again), the other masters' claims are answered meanwhile, and once it resumes every
+    connection is in step (no late reply reaches a later claim)."""
+    by_master = redis_cluster.subs_by_master(3)
+    paused = next(iter(by_master))
+    subs = [s for group in by_master.values() for s in group]
+
+    async def body() -> None:
+        store = ClusterStore(cluster_url, deadline_ms=300)
+        try:
+            await store.put_holders(holder(s) for s in subs)
+            warm = await asyncio.gather(*(store.claim(s, "warm", "a", None, TTL_MS) for s in subs))
+            assert {c.outcome for c in warm} == {NEW}
+            redis_cluster.pause(paused)
+            try:
+                results = await asyncio.gather(
+                    *(store.claim(s, "lost", "a", f"r-{s}", TTL_MS) for s in subs),
+                    return_exceptions=True,
+                )
+            finally:
+                redis_cluster.resume(paused)
+            for sub, result in zip(subs, results, strict=True):
+                if sub in by_master[paused]:
+                    assert isinstance(result, StoreUnavailable), result
+                else:
+                    assert not isinstance(result, BaseException) and result.outcome == NEW
+            await asyncio.sleep(0.1)  # the late replies arrive now, for abandoned calls
+            for round_ in range(3):
+                claims = await asyncio.gather(
+                    *(store.claim(s, f"n{round_}", "a", None, TTL_MS) for s in subs)
+                )
+                assert [(c.outcome, c.holder) for c in claims] == [(NEW, holder(s)) for s in subs]
+            # A claim that timed out may have run: its retry tells, with the original verdict.
+            for sub in by_master[paused]:
+                retry = await store.claim(sub, "lost", "a", f"r-{sub}", TTL_MS)
+                assert retry.outcome in (NEW, RETRY) and retry.holder == holder(sub)
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+
+
 def test_resharding_under_load_never_accepts_a_nonce_twice(
     redis_cluster: RedisCluster, cluster_url: str
 ) -> None:
