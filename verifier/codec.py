@@ -12,6 +12,10 @@ The stored form is compact JSON with every field written (None as null), keys in
                   "physical_card" (default "none"), "name_masked", "id_masked" (default null)}
     institution  {"id", "name", "cards" (sorted list, may be empty), "enabled" (default true)}
     scanner      {"id", "institution", "secret_hash" (64 hex), "revoked" (default false)}
+    gateway      {"id", "institution", "secret_hash" (64 hex), "revoked" (default false)}
+    conflict     {"holder", "nonce", "first", "second"}, each use {"scanner", "institution",
+                  "gateway", "request_id", "at" (Unix seconds or null)}; the time it was
+                  found is kept beside it (a sorted set's score), not in it
 
 On reading, unknown keys are ignored (a newer writer must not lock out an older reader) and a
 missing key that has a default takes it. Holders are read once per verification, so
@@ -36,9 +40,12 @@ from verifier.records import (
     PHYSICAL_CARD_STATES,
     REGION,
     SCHEMES,
+    Conflict,
+    Gateway,
     Holder,
     Institution,
     Scanner,
+    Use,
     check_balance_fen,
     check_choice,
     check_flag,
@@ -47,7 +54,9 @@ from verifier.records import (
     check_institution_name,
     check_name_masked,
     check_region,
+    check_request_id,
     check_secret_hash,
+    check_time,
 )
 
 # --- writing ----------------------------------------------------------------------------------
@@ -247,3 +256,97 @@ def scanner_from_json(obj: Any) -> Scanner:
 
 def decode_scanner(data: bytes) -> Scanner:
     return scanner_from_json(_loads("scanner", data))
+
+
+# --- gateways and conflicts -------------------------------------------------------------------
+
+
+def gateway_to_json(gw: Gateway) -> dict[str, Any]:
+    """The stored form of a gateway credential (only the secret's hash)."""
+    return {
+        "id": gw.id,
+        "institution": gw.institution,
+        "secret_hash": gw.secret_hash,
+        "revoked": gw.revoked,
+    }
+
+
+def encode_gateway(gw: Gateway) -> bytes:
+    d = gateway_to_json(gw)
+    gateway_from_json(d)
+    return _dumps(d)
+
+
+def gateway_from_json(obj: Any) -> Gateway:
+    d = _object(obj, "gateway")
+    return Gateway(
+        id=check_id(_required(d, "gateway", "id"), "gateway: id"),
+        institution=check_id(_required(d, "gateway", "institution"), "gateway: institution"),
+        secret_hash=check_secret_hash(
+            _required(d, "gateway", "secret_hash"), "gateway: secret_hash"
+        ),
+        revoked=check_flag(d.get("revoked", False), "gateway: revoked"),
+    )
+
+
+def decode_gateway(data: bytes) -> Gateway:
+    return gateway_from_json(_loads("gateway", data))
+
+
+def use_to_json(use: Use) -> dict[str, Any]:
+    return {
+        "scanner": use.scanner,
+        "institution": use.institution,
+        "gateway": use.gateway,
+        "request_id": use.request_id,
+        "at": use.at,
+    }
+
+
+def conflict_to_json(c: Conflict) -> dict[str, Any]:
+    """The stored form of a conflict, without ``detected_at`` (kept beside it): the same
+    double use found twice is the same bytes."""
+    return {
+        "holder": c.holder,
+        "nonce": c.nonce,
+        "first": use_to_json(c.first),
+        "second": use_to_json(c.second),
+    }
+
+
+def encode_conflict(c: Conflict) -> bytes:
+    d = conflict_to_json(c)
+    conflict_from_json(d, c.detected_at)
+    return _dumps(d)
+
+
+def _optional_id(value: Any, field: str) -> str | None:
+    return None if value is None else check_id(value, field)
+
+
+def use_from_json(obj: Any, field: str) -> Use:
+    d = _object(obj, field)
+    at = d.get("at")
+    return Use(
+        scanner=check_id(_required(d, field, "scanner"), f"{field}: scanner"),
+        institution=_optional_id(d.get("institution"), f"{field}: institution"),
+        gateway=_optional_id(d.get("gateway"), f"{field}: gateway"),
+        request_id=check_request_id(d.get("request_id"), f"{field}: request_id"),
+        at=None if at is None else check_time(at, f"{field}: at"),
+    )
+
+
+def conflict_from_json(obj: Any, detected_at: float) -> Conflict:
+    d = _object(obj, "conflict")
+    return Conflict(
+        holder=check_id(_required(d, "conflict", "holder"), "conflict: holder"),
+        nonce=check_id(_required(d, "conflict", "nonce"), "conflict: nonce"),
+        first=use_from_json(_required(d, "conflict", "first"), "conflict: first"),
+        second=use_from_json(_required(d, "conflict", "second"), "conflict: second"),
+        detected_at=check_time(detected_at, "conflict: detected_at"),
+    )
+
+
+def decode_conflict(data: bytes, detected_at: float) -> Conflict:
+    """Read a stored conflict found at ``detected_at``; RecordError if it is not valid."""
+    return conflict_from_json(_loads("conflict", data), detected_at)

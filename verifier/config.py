@@ -32,6 +32,9 @@ from verifier.sidecar.budget import parse_amount
 ENV_PREFIX = "VERIFIER_"
 CONFIG_VARIABLE = "VERIFIER_CONFIG"
 DEFAULT_STORE = "redis://127.0.0.1:6379/0"
+# How long the centre remembers a token's use, so that a gateway reconciling an offline
+# acceptance later still finds a double use (VERIFIER_RECONCILE_WINDOW).
+DEFAULT_RECONCILE_WINDOW_MS = 72 * 3_600_000
 LOG_FORMATS = ("text", "json")
 
 _LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
@@ -80,6 +83,8 @@ class Settings:
     log_format: str = "text"  # text | json (one object per line, for a log shipper)
     access_log: bool = False  # one line per verdict: institution, scanner, reason, latency
     fast_path: bool = True  # false = every request through aiohttp
+    # how long a use is kept for reconciling gateways (72h); bytes per scan grow with it
+    reconcile_window: int = setting(DEFAULT_RECONCILE_WINDOW_MS, parse=parse_duration)
     redis_ca_file: str = ""  # rediss://: CA bundle to verify the server (default: system CAs)
     redis_cert_file: str = ""  # rediss://: client certificate (PEM), with redis_key_file
     redis_key_file: str = ""  # rediss://: the client certificate's private key (PEM)
@@ -108,6 +113,9 @@ class Settings:
             yield "max_batch_bytes", f"must be at least max_body_bytes ({self.max_body_bytes})"
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             yield "log_level", "one of debug, info, warning, error"
+        if self.reconcile_window < (self.max_lifetime + self.exp_leeway) * 1000:
+            # A shorter window would forget a use while its token can still be presented.
+            yield "reconcile_window", "must be at least max_lifetime + exp_leeway"
         if self.log_format not in LOG_FORMATS:
             yield "log_format", "one of text, json"
         yield from _tls_problems(

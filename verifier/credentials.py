@@ -1,7 +1,8 @@
-"""Scanner credentials: ``<scanner id>.<secret>``; only SHA-256 of the secret is stored.
+"""Scanner and gateway credentials: ``<id>.<secret>``; only SHA-256 of the secret is stored.
 
-The credential is shown once when a scanner is added; the service checks a bearer header
-against the stored hash (see ``verifier.service.auth``).
+A scanner's id is ``s-`` and 12 hex digits, a gateway sidecar's ``g-`` and 12 hex digits. The
+credential is shown once when it is made; the service checks a bearer header against the
+stored hash (see ``verifier.service.auth`` and ``verifier.service.gateway_api``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import hashlib
 import re
 import secrets
 
-from verifier.records import Scanner
+from verifier.records import Gateway, Scanner
 
 _CREDENTIAL = re.compile(r"(s-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})", re.ASCII)
+_GATEWAY_CREDENTIAL = re.compile(r"(g-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})", re.ASCII)
 
 
 def new_credential(institution: str) -> tuple[str, Scanner]:
@@ -33,4 +35,19 @@ def parse_bearer(header: str | None) -> tuple[str, str] | None:
     if not header or header[:7].lower() != "bearer ":
         return None
     m = _CREDENTIAL.fullmatch(header, 7)
+    return (m[1], m[2]) if m else None
+
+
+def new_gateway_credential(institution: str) -> tuple[str, Gateway]:
+    """A fresh gateway credential (shown once) and the record to store (hash only)."""
+    gateway_id = "g-" + secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"{gateway_id}.{secret}", Gateway(gateway_id, institution, hash_secret(secret))
+
+
+def parse_gateway_bearer(header: str | None) -> tuple[str, str] | None:
+    """(gateway id, secret) from an ``Authorization: Bearer`` header, or None."""
+    if not header or header[:7].lower() != "bearer ":
+        return None
+    m = _GATEWAY_CREDENTIAL.fullmatch(header, 7)
     return (m[1], m[2]) if m else None

@@ -31,6 +31,7 @@ ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # holder sub, institution id, scanner i
 REGION = re.compile(r"[0-9]{6}")  # GB/T 2260 administrative region code
 ID_MASKED = re.compile(r"[0-9]{4}\*{10}[0-9]{3}[0-9X]")  # see idnumber.mask_id_number
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)  # printable ASCII, no space
 
 
 class Holder(NamedTuple):
@@ -68,6 +69,39 @@ class Scanner:
     institution: str
     secret_hash: str  # hex sha256 of the secret part of the credential
     revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A gateway sidecar's credential: it acts for one institution. Only a hash is stored."""
+
+    id: str
+    institution: str
+    secret_hash: str  # hex sha256 of the secret part of the credential
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Use:
+    """One use of a token as a conflict names it: where, through what, and when."""
+
+    scanner: str
+    institution: str | None  # None when the scanner is no longer on record
+    gateway: str | None  # the gateway that reconciled it; None for a use at the centre
+    request_id: str | None
+    at: float | None  # Unix seconds; None when the centre no longer knows
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A token used twice: once by ``first`` (the centre's record), then by ``second`` (a
+    gateway's offline acceptance). Names the holder and the token's nonce, never the token."""
+
+    holder: str  # the token's sub
+    nonce: str  # the token's jti
+    first: Use
+    second: Use
+    detected_at: float  # Unix seconds
 
 
 # --- field rules ------------------------------------------------------------------------------
@@ -129,3 +163,20 @@ def check_secret_hash(value: Any, field: str) -> str:
     if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
         raise RecordError(f"{field} must be 64 lower-case hex digits")
     return value
+
+
+def check_request_id(value: Any, field: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not REQUEST_ID.fullmatch(value)):
+        raise RecordError(f"{field} must be null or 1-128 printable ASCII characters")
+    return value
+
+
+def check_time(value: Any, field: str) -> float:
+    """Unix seconds: a finite, non-negative number."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value < 1e11  # also refuses NaN and infinities
+    ):
+        raise RecordError(f"{field} must be Unix seconds")
+    return float(value)

@@ -66,11 +66,26 @@ def test_claim_writes_the_documented_keys_and_values(redis_url: str) -> None:
         assert client.get("vn:{h-alice}:n1") == b"scanner-a\nreq-1\n" + codec.encode_holder(ALICE)
         assert client.get("vn:{h-alice}:n2") == b"scanner-a\n"  # no request id: no snapshot
         assert client.get("vn:{h-nobody}:n3") == b"scanner-b\nreq-3"  # unknown holder
+        # Each use, kept for the reconcile window: claimant, request id, Unix ms, no gateway.
+        for key, head in (
+            ("vu:{h-alice}:n1", b"scanner-a\nreq-1\n"),
+            ("vu:{h-alice}:n2", b"scanner-a\n\n"),
+            ("vu:{h-nobody}:n3", b"scanner-b\nreq-3\n"),
+        ):
+            value = client.get(key)
+            assert isinstance(value, bytes) and value.startswith(head) and value.endswith(b"\n")
+            used_at_ms = int(value[len(head) : -1])
+            assert abs(used_at_ms / 1000 - time.time()) < 60
+            window_ms = 72 * 3_600_000
+            assert window_ms - 60_000 < client.pttl(key) <= window_ms
         assert set(client.keys("*")) == {
             b"vh:{h-alice}",
             b"vn:{h-alice}:n1",
             b"vn:{h-alice}:n2",
             b"vn:{h-nobody}:n3",
+            b"vu:{h-alice}:n1",
+            b"vu:{h-alice}:n2",
+            b"vu:{h-nobody}:n3",
         }
     finally:
         client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
 from verifier.errors import ConfigError
 from verifier.store.base import NEW, REPLAYED, RETRY, Claim, Store
 from verifier.store.cluster import ClusterStore
@@ -37,6 +38,7 @@ async def open_store(
     allow_eviction: bool = False,
     min_replicas: int = 0,
     tls_files: tuple[str, str, str] = ("", "", ""),
+    reconcile_window_ms: int = DEFAULT_RECONCILE_WINDOW_MS,
 ) -> Store:
     """Open the store named by ``url`` (the VERIFIER_STORE setting), ready for use.
 
@@ -51,6 +53,8 @@ async def open_store(
     are the CA file, client certificate and key of a ``rediss://`` store (the
     VERIFIER_REDIS_CA_FILE, _CERT_FILE and _KEY_FILE settings; "" = not set). The caller
     closes the store.
+    ``reconcile_window_ms`` (the VERIFIER_RECONCILE_WINDOW setting) is how long a Redis or
+    memory store keeps each claim's use record for gateways that reconcile later.
     """
     # Only the scheme goes into messages: the URL may carry a password.
     scheme = urlsplit(url).scheme
@@ -73,10 +77,12 @@ async def open_store(
             raise
         return cluster
     if scheme == "memory":
-        return MemoryStore()
+        return MemoryStore(reconcile_window_ms=reconcile_window_ms)
     if scheme in ("redis", "rediss"):
         tls = tls_context(*tls_files) if scheme == "rediss" else None
-        store = RedisStore(url, deadline_ms=deadline_ms, tls=tls)
+        store = RedisStore(
+            url, deadline_ms=deadline_ms, tls=tls, reconcile_window_ms=reconcile_window_ms
+        )
         try:
             await store.check_eviction_policy(allow_eviction)
         except BaseException:

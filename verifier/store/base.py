@@ -7,6 +7,11 @@ Every store keeps records as the bytes of :mod:`verifier.codec` and reads them b
 :func:`claim_result` and :func:`read_record`, so a record in a shape the codec refuses is met
 the same way by each: a claim still consumes the nonce and says the record was unreadable; an
 admin read raises :class:`UnreadableRecord`.
+
+Every claim that consumes a nonce also leaves a compact *use record* (who, with what request
+id, when, through which gateway), kept for the store's reconcile window (at least as long as
+the nonce): :meth:`Store.reconcile_claim` reads it to tell a gateway's offline acceptance from
+a double use long after the token itself has expired.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Protocol, TypeVar
 
 from verifier import codec
 from verifier.errors import RecordError, StoreUnavailable
-from verifier.records import Holder, Institution, Scanner
+from verifier.records import Conflict, Gateway, Holder, Institution, Scanner
 
 T = TypeVar("T")
 
@@ -42,6 +47,36 @@ class Claim:
     outcome: str
     holder: Holder | None
     record_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorUse:
+    """The first use of a nonce, as the store remembers it."""
+
+    claimant: str  # the scanner
+    request_id: str  # "" when none
+    used_at: float | None  # Unix seconds; None for a nonce claimed before use records existed
+    via: str  # the gateway that reconciled it; "" for a use at the centre
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """Result of :meth:`Store.reconcile_claim`. ``claim.holder`` is the holder record as it
+    is *now* (None when unknown, or when the outcome is REPLAYED); ``first`` is the other use
+    when the outcome is REPLAYED, else None."""
+
+    claim: Claim
+    first: PriorUse | None = None
+
+
+def parse_use(value: bytes) -> PriorUse:
+    """A use record ``claimant\\nrequest_id\\nused_at_ms\\nvia`` (used_at may be empty);
+    StoreUnavailable if it has another shape."""
+    parts = value.split(b"\n")
+    if len(parts) == 4 and parts[0] and (not parts[2] or parts[2].isdigit()):
+        claimant, rid, at, via = (p.decode("utf-8", "replace") for p in parts)
+        return PriorUse(claimant, rid, int(at) / 1000 if at else None, via)
+    raise StoreUnavailable(f"unexpected use record: {value!r:.200}")
 
 
 class UnreadableRecord(RecordError, StoreUnavailable):
@@ -70,6 +105,10 @@ def read_record(key: str, data: bytes, decode: Callable[[bytes], T]) -> T:
 
 
 class Store(Protocol):
+    # How long a claim's use record is kept (at least as long as its nonce), in milliseconds:
+    # the VERIFIER_RECONCILE_WINDOW setting. Older offline uses cannot be reconciled.
+    reconcile_window_ms: int
+
     async def claim(
         self, sub: str, jti: str, claimant: str, request_id: str | None, ttl_ms: int
     ) -> Claim:
@@ -103,8 +142,54 @@ class Store(Protocol):
 
     async def put_institution(self, inst: Institution) -> None: ...
     async def get_institution(self, inst_id: str) -> Institution | None: ...
-    async def put_scanner(self, scanner: Scanner) -> None: ...
+    async def put_scanner(self, scanner: Scanner) -> None:
+        """Store the record and add its id to its institution's directory (:meth:`scanners_of`)."""
+        ...
+
     async def get_scanner(self, scanner_id: str) -> Scanner | None: ...
+    async def scanners_of(self, inst_id: str) -> list[Scanner]:
+        """Every scanner ever put for ``inst_id``, revoked ones too, ordered by id."""
+        ...
+
+    async def put_gateway(self, gateway: Gateway) -> None:
+        """Store the record and add its id to its institution's list (:meth:`gateways_of`)."""
+        ...
+
+    async def get_gateway(self, gateway_id: str) -> Gateway | None: ...
+    async def gateways_of(self, inst_id: str) -> list[Gateway]:
+        """Every gateway ever put for ``inst_id``, revoked ones too, ordered by id."""
+        ...
+
+    async def reconcile_claim(
+        self,
+        sub: str,
+        jti: str,
+        claimant: str,
+        request_id: str,
+        via: str,
+        used_at: float,
+        ttl_ms: int,
+    ) -> Reconciled:
+        """Claim nonce ``jti`` for a use accepted offline at ``used_at`` through gateway ``via``.
+
+        Atomically: if the nonce has a use (record or live nonce), the outcome is RETRY when it
+        was by the same ``claimant`` with the same non-empty ``request_id`` (a forward that
+        timed out, or this item sent again), else REPLAYED with that use as ``first``.
+        Otherwise the use is recorded (NEW): a use record kept for the reconcile window, and,
+        when ``ttl_ms`` > 0 (the token can still be presented), the nonce too, so that the
+        token is replayed at the centre. Raises ValueError for an empty ``request_id``, a
+        newline in ``via``, a negative ``ttl_ms``, or what :meth:`claim` refuses.
+        """
+        ...
+
+    async def add_conflict(self, conflict: Conflict) -> None:
+        """Record a double use; the same conflict found again is kept once, at its first time."""
+        ...
+
+    async def conflicts(self, since: float = 0.0) -> list[Conflict]:
+        """Conflicts found at or after ``since`` (Unix seconds), oldest first."""
+        ...
+
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers now."""
         ...

@@ -2,12 +2,15 @@
 
 KEYS[1]  holder key ``vh:{sub}``          ARGV[1]  claimant (scanner id, no newline)
 KEYS[2]  nonce key ``vn:{sub}:jti``       ARGV[2]  request id, "" for none (no newline)
-                                          ARGV[3]  nonce time to live, milliseconds (> 0)
+KEYS[3]  use key ``vu:{sub}:jti``         ARGV[3]  nonce time to live, milliseconds (> 0)
+         (optional)                       ARGV[4]  use record time to live, ms (with KEYS[3])
+                                          ARGV[5]  now, Unix milliseconds (with KEYS[3])
 
 1. Read the holder record (false when unknown).
 2. ``SET nonce "<claimant>\\n<request_id>[\\n<holder>] NX PX ttl"``; the holder snapshot is
    appended only when a request id is given and the holder is known. If the SET took, the
-   reply is ``{"new", holder}``: an unknown holder still consumes the nonce.
+   use record ``"<claimant>\\n<request_id>\\n<now>\\n"`` is set too (NX, when KEYS[3] is
+   given) and the reply is ``{"new", holder}``: an unknown holder still consumes the nonce.
 3. Otherwise, with a non-empty request id, a stored value starting with the same
    ``"<claimant>\\n<request_id>"`` (and nothing or a newline after it) is a retry of the
    first claim: ``{"retry", snapshot}`` (the snapshot may be absent).
@@ -32,6 +35,9 @@ if ARGV[2] ~= '' and holder then
   value = head .. '\\n' .. holder
 end
 if redis.call('SET', KEYS[2], value, 'NX', 'PX', ARGV[3]) then
+  if KEYS[3] then
+    redis.call('SET', KEYS[3], head .. '\\n' .. ARGV[5] .. '\\n', 'NX', 'PX', ARGV[4])
+  end
   return {'new', holder}
 end
 if ARGV[2] ~= '' then
@@ -48,6 +54,42 @@ return {'replayed', false}
 
 CLAIM_SHA = hashlib.sha1(CLAIM_LUA.encode()).hexdigest()
 
+# Behind :meth:`RedisStore.reconcile_claim` (not the hot path): a use accepted offline.
+# KEYS as above (all three); ARGV[1] claimant, ARGV[2] request id (non-empty), ARGV[3] nonce
+# time to live in ms (0: the token has expired, no nonce), ARGV[4] use record time to live in
+# ms, ARGV[5] when it was accepted (Unix ms), ARGV[6] the gateway's id.
+# A use is found in the use record, or else in a live nonce (claimed without a use record: its
+# first two lines, time unknown). Reply {outcome, holder now or false, first use or false}.
+RECONCILE_LUA = """\
+local holder = redis.call('GET', KEYS[1])
+local head = ARGV[1] .. '\\n' .. ARGV[2]
+local prev = redis.call('GET', KEYS[3])
+if not prev then
+  prev = redis.call('GET', KEYS[2])
+  if prev then
+    local claimant, rid = string.match(prev, '^([^\\n]*)\\n?([^\\n]*)')
+    prev = claimant .. '\\n' .. rid .. '\\n\\n'
+  end
+end
+if prev then
+  if string.sub(prev, 1, #head + 1) == head .. '\\n' then
+    return {'retry', holder, false}
+  end
+  return {'replayed', false, prev}
+end
+redis.call('SET', KEYS[3], head .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[6], 'PX', ARGV[4])
+if tonumber(ARGV[3]) > 0 then
+  local value = head
+  if holder then
+    value = head .. '\\n' .. holder
+  end
+  redis.call('SET', KEYS[2], value, 'PX', ARGV[3])
+end
+return {'new', holder, false}
+"""
+
+RECONCILE_SHA = hashlib.sha1(RECONCILE_LUA.encode()).hexdigest()
+
 _OUTCOMES = {b"new": NEW, b"retry": RETRY, b"replayed": REPLAYED}
 
 
@@ -60,3 +102,18 @@ def parse_claim_reply(reply: object) -> tuple[str, bytes | None]:
             if outcome != REPLAYED or holder is None:
                 return outcome, holder
     raise StoreUnavailable(f"unexpected reply to the claim script: {reply!r:.200}")
+
+
+def parse_reconcile_reply(reply: object) -> tuple[str, bytes | None, bytes | None]:
+    """Return (outcome, holder JSON or None, first use or None); StoreUnavailable otherwise."""
+    if isinstance(reply, list) and len(reply) == 3:
+        tag, holder, first = reply
+        outcome = _OUTCOMES.get(tag) if isinstance(tag, bytes) else None
+        if (
+            outcome is not None
+            and (holder is None or isinstance(holder, bytes))
+            and (first is None) == (outcome != REPLAYED)
+            and (first is None or isinstance(first, bytes))
+        ):
+            return outcome, holder, first
+    raise StoreUnavailable(f"unexpected reply to the reconcile script: {reply!r:.200}")

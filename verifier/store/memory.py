@@ -6,7 +6,8 @@ accept the same token once: never run more than one process on it.
 Records are kept as Redis keeps them: the codec's bytes under the keys of
 :mod:`verifier.store.keys`, read back through the codec on every claim and get, so a record
 the codec refuses behaves here exactly as it does on Redis. :meth:`MemoryStore.put_raw` plants
-such bytes (on Redis, tests SET them).
+such bytes (on Redis, tests SET them). Use records, directories and conflicts are kept as the
+values they stand for.
 """
 
 from __future__ import annotations
@@ -19,16 +20,31 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from verifier import codec
+from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
 from verifier.errors import StoreUnavailable
-from verifier.records import Holder, Institution, Scanner
-from verifier.store.base import NEW, REPLAYED, RETRY, Claim, claim_result, read_record
+from verifier.records import Conflict, Gateway, Holder, Institution, Scanner
+from verifier.store.base import (
+    NEW,
+    REPLAYED,
+    RETRY,
+    Claim,
+    PriorUse,
+    Reconciled,
+    claim_result,
+    read_record,
+)
 from verifier.store.keys import (
+    GATEWAY_PREFIX,
     HOLDER_PREFIX,
     INSTITUTION_PREFIX,
     SCANNER_PREFIX,
     check_claim_args,
+    check_reconcile_args,
+    gateway_key,
     holder_key,
+    institution_gateways_key,
     institution_key,
+    institution_scanners_key,
     scanner_key,
 )
 
@@ -52,11 +68,25 @@ class MemoryStore:
     inject a fake one. Expired nonces are forgotten when next looked at, and every claim also
     drops those whose time has come (a heap ordered by expiry), so memory stays bounded by the
     nonces claimed within the last ``ttl_ms``. Every call runs without yielding to the event
-    loop, which is what makes :meth:`claim` atomic.
+    loop, which is what makes :meth:`claim` atomic. Use records live ``reconcile_window_ms``
+    on the same clock and are dropped the same way; ``wall`` (default :func:`time.time`) says
+    when a use happened.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        wall: Callable[[], float] = time.time,
+        reconcile_window_ms: int = DEFAULT_RECONCILE_WINDOW_MS,
+    ) -> None:
         self._clock = clock
+        self._wall = wall
+        self.reconcile_window_ms = reconcile_window_ms
+        self._uses: dict[tuple[str, str], tuple[PriorUse, float]] = {}  # use, expires_at
+        self._use_expiry: list[tuple[float, tuple[str, str]]] = []
+        self._sets: dict[str, set[str]] = {}  # an institution's scanners, gateways
+        self._conflicts: dict[bytes, float] = {}  # codec bytes -> when found
         self._records: dict[str, bytes] = {}  # holders, institutions, scanners by Redis key
         self._nonces: dict[tuple[str, str], _Nonce] = {}
         self._expiry: list[tuple[float, tuple[str, str]]] = []
@@ -78,6 +108,11 @@ class MemoryStore:
             # The key may have expired and been claimed again since: keep the newer entry.
             if entry is not None and entry.expires_at == expires_at:
                 del self._nonces[key]
+        while self._use_expiry and self._use_expiry[0][0] < now:
+            expires_at, key = heapq.heappop(self._use_expiry)
+            use = self._uses.get(key)
+            if use is not None and use[1] == expires_at:
+                del self._uses[key]
 
     async def claim(
         self, sub: str, jti: str, claimant: str, request_id: str | None, ttl_ms: int
@@ -98,6 +133,9 @@ class MemoryStore:
             expires_at = now + ttl_ms / 1000
             self._nonces[key] = _Nonce(claimant, rid, holder if rid else None, expires_at)
             heapq.heappush(self._expiry, (expires_at, key))
+            if key not in self._uses:
+                keep = max(self.reconcile_window_ms, ttl_ms)
+                self._keep_use(key, PriorUse(claimant, rid, self._wall(), ""), now, keep)
             return claim_result(NEW, holder)
         if rid and entry.claimant == claimant and entry.request_id == rid:
             return claim_result(RETRY, entry.holder)
@@ -137,6 +175,7 @@ class MemoryStore:
     async def put_scanner(self, scanner: Scanner) -> None:
         key, data = scanner_key(scanner.id), codec.encode_scanner(scanner)
         self._check_open()
+        self._sets.setdefault(institution_scanners_key(scanner.institution), set()).add(scanner.id)
         self._records[key] = data
 
     async def get_scanner(self, scanner_id: str) -> Scanner | None:
@@ -150,10 +189,93 @@ class MemoryStore:
     def put_raw(self, key: str, data: bytes) -> None:
         """Keep ``data`` under the record key ``key`` (``vh:{sub}``, ``vi:<id>``, ``vs:<id>``)
         as it is, without the codec: for tests, a record as another tool might have written it."""
-        if not key.startswith((HOLDER_PREFIX, INSTITUTION_PREFIX, SCANNER_PREFIX)):
+        if not key.startswith((HOLDER_PREFIX, INSTITUTION_PREFIX, SCANNER_PREFIX, GATEWAY_PREFIX)):
             raise ValueError(f"not a record key: {key!r}")
         self._check_open()
         self._records[key] = data
+
+    # -- for gateway sidecars ----------------------------------------------------------------
+
+    def _keep_use(self, key: tuple[str, str], use: PriorUse, now: float, keep_ms: int) -> None:
+        expires_at = now + keep_ms / 1000
+        self._uses[key] = (use, expires_at)
+        heapq.heappush(self._use_expiry, (expires_at, key))
+
+    def _listed(
+        self, set_key: str, key_of: Callable[[str], str], decode: Callable[[bytes], T]
+    ) -> list[T]:
+        self._check_open()
+        found = []
+        for member in sorted(self._sets.get(set_key, ())):
+            record = self._get(key_of(member), decode)
+            if record is not None:
+                found.append(record)
+        return found
+
+    async def scanners_of(self, inst_id: str) -> list[Scanner]:
+        scanners = self._listed(
+            institution_scanners_key(inst_id), scanner_key, codec.decode_scanner
+        )
+        return [s for s in scanners if s.institution == inst_id]
+
+    async def put_gateway(self, gateway: Gateway) -> None:
+        key, data = gateway_key(gateway.id), codec.encode_gateway(gateway)
+        self._check_open()
+        self._sets.setdefault(institution_gateways_key(gateway.institution), set()).add(gateway.id)
+        self._records[key] = data
+
+    async def get_gateway(self, gateway_id: str) -> Gateway | None:
+        return self._get(gateway_key(gateway_id), codec.decode_gateway)
+
+    async def gateways_of(self, inst_id: str) -> list[Gateway]:
+        gateways = self._listed(
+            institution_gateways_key(inst_id), gateway_key, codec.decode_gateway
+        )
+        return [g for g in gateways if g.institution == inst_id]
+
+    async def reconcile_claim(
+        self,
+        sub: str,
+        jti: str,
+        claimant: str,
+        request_id: str,
+        via: str,
+        used_at: float,
+        ttl_ms: int,
+    ) -> Reconciled:
+        """See :meth:`verifier.store.base.Store.reconcile_claim`."""
+        check_reconcile_args(sub, jti, claimant, request_id, via, ttl_ms)
+        self._check_open()
+        now = self._clock()
+        self._purge(now)
+        key = (sub, jti)
+        holder = self._records.get(holder_key(sub))
+        use = self._uses.get(key)
+        first = use[0] if use is not None and use[1] >= now else None
+        nonce = self._nonces.get(key)
+        if first is None and nonce is not None and nonce.expires_at >= now:
+            first = PriorUse(nonce.claimant, nonce.request_id, None, "")
+        if first is not None:
+            if first.claimant == claimant and first.request_id == request_id:
+                return Reconciled(claim_result(RETRY, holder))
+            return Reconciled(Claim(REPLAYED, None), first)
+        keep = max(self.reconcile_window_ms, ttl_ms)
+        self._keep_use(key, PriorUse(claimant, request_id, used_at, via), now, keep)
+        if ttl_ms > 0:
+            expires_at = now + ttl_ms / 1000
+            self._nonces[key] = _Nonce(claimant, request_id, holder, expires_at)
+            heapq.heappush(self._expiry, (expires_at, key))
+        return Reconciled(claim_result(NEW, holder))
+
+    async def add_conflict(self, conflict: Conflict) -> None:
+        data = codec.encode_conflict(conflict)
+        self._check_open()
+        self._conflicts.setdefault(data, conflict.detected_at)
+
+    async def conflicts(self, since: float = 0.0) -> list[Conflict]:
+        self._check_open()
+        found = sorted((at, data) for data, at in self._conflicts.items() if at >= since)
+        return [codec.decode_conflict(data, at) for at, data in found]
 
     async def ping(self) -> None:
         self._check_open()
@@ -163,3 +285,5 @@ class MemoryStore:
         self._closed = True
         self._nonces.clear()
         self._expiry.clear()
+        self._uses.clear()
+        self._use_expiry.clear()

@@ -24,11 +24,13 @@ import functools
 import itertools
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from verifier import codec
+from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
 from verifier.errors import ConfigError, StoreAuthFailed, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import Claim, claim_result, read_record
@@ -37,9 +39,11 @@ from verifier.store.keys import (
     check_claim_args,
     holder_key,
     institution_key,
+    institution_scanners_key,
     nonce_key,
     scanner_key,
 )
+from verifier.store.redis_gateways import GatewayRecords
 from verifier.store.resp import AuthFailed, PipelinedConnection, RespError, auth_failure, pack
 
 log = logging.getLogger(__name__)
@@ -51,9 +55,11 @@ Command = tuple[str | bytes | int, ...]
 ALLOW_EVICTION_SETTING = "VERIFIER_ALLOW_EVICTION"
 
 
-class RedisStore:
+class RedisStore(GatewayRecords):
     """A :class:`verifier.store.base.Store` on Redis (``redis://`` or ``rediss://`` URL).
 
+    Each claim also keeps the token's use record for ``reconcile_window_ms`` (the
+    VERIFIER_RECONCILE_WINDOW setting; see :mod:`verifier.store.redis_gateways`).
     Creating one does no I/O; connections open on first use, at most ``max_connections``. Call
     :meth:`check_eviction_policy` once at startup (``open_store`` does).
     """
@@ -65,6 +71,7 @@ class RedisStore:
         deadline_ms: int = 50,
         admin_deadline_ms: int = 2000,
         chunk_size: int = 1000,
+        reconcile_window_ms: int = DEFAULT_RECONCILE_WINDOW_MS,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         """``tls``: the TLS context of a ``rediss://`` URL (CA file, client certificate), made
@@ -76,6 +83,8 @@ class RedisStore:
         self._deadline = deadline_ms / 1000
         self._admin_deadline = admin_deadline_ms / 1000
         self._chunk_size = chunk_size
+        self.reconcile_window_ms = reconcile_window_ms
+        self._keep = b"%d" % reconcile_window_ms
         self._closed = False
         # Calls in flight together share one write and one read (auto-pipelining). A command
         # unanswered for 20 deadlines (paused server, dead network) closes the connection.
@@ -142,11 +151,14 @@ class RedisStore:
         if self._closed:
             raise StoreUnavailable("redis store is closed")
         hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
+        uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
         cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
-        packed = (
-            _CLAIM_PREFIX
-            + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-            % (len(hk), hk, len(nk), nk, len(cl), cl, len(rid), rid, len(ttl), ttl)
+        # The use record outlives the nonce: kept for the reconcile window, from now.
+        keep = self._keep if ttl_ms <= self.reconcile_window_ms else b"%d" % ttl_ms
+        now = b"%d" % (time.time_ns() // 1_000_000)
+        packed = _CLAIM_PREFIX + b"$%d\r\n%s\r\n" * 8 % (
+            *(len(hk), hk, len(nk), nk, len(uk), uk, len(cl), cl),
+            *(len(rid), rid, len(ttl), ttl, len(keep), keep, len(now), now),
         )
         try:
             if self._conn.connected:  # the hot path: the connection's sweeper keeps the deadline
@@ -164,7 +176,7 @@ class RedisStore:
             if reply.code != "NOSCRIPT":
                 raise _failure("claim", reply)
             # Script cache empty (restart, failover): send the script itself once.
-            args = (2, hk, nk, cl, rid, ttl_ms)
+            args = (3, hk, nk, uk, cl, rid, ttl, keep, now)
             [reply] = await self._call(
                 "claim", self._deadline, lambda: self._send_and_read([("EVAL", CLAIM_LUA, *args)])
             )
@@ -207,7 +219,13 @@ class RedisStore:
         return await self._get(institution_key(inst_id), codec.decode_institution)
 
     async def put_scanner(self, scanner: Scanner) -> None:
-        await self._set(scanner_key(scanner.id), codec.encode_scanner(scanner))
+        # Into the directory first: a member whose record is missing is skipped when listed.
+        await self._put_listed(
+            institution_scanners_key(scanner.institution),
+            scanner.id,
+            scanner_key(scanner.id),
+            codec.encode_scanner(scanner),
+        )
 
     async def get_scanner(self, scanner_id: str) -> Scanner | None:
         return await self._get(scanner_key(scanner_id), codec.decode_scanner)
@@ -261,7 +279,7 @@ class RedisStore:
         self._conn.close()
 
 
-_CLAIM_PREFIX = b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % CLAIM_SHA.encode()
+_CLAIM_PREFIX = b"*11\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n3\r\n" % CLAIM_SHA.encode()
 
 
 def _failure(what: str, err: RespError | OSError | ssl.SSLError) -> StoreUnavailable:
