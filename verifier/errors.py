@@ -83,11 +83,25 @@ OFFLINE_LIMIT = "offline_limit"
 
 SIDECAR_REASONS: frozenset[str] = frozenset({OFFLINE_LIMIT})
 
+# Why a gateway's offline acceptance sent to ``POST /v1/reconcile`` is rejected, besides the
+# token's own reasons (judged at the time of acceptance) and institution_not_enabled. Not in
+# ALL_REASONS: no verify answer carries them.
+MALFORMED_ITEM = "malformed_item"  # not {"token", "request_id", "scanner", "accepted_at", ...}
+ACCEPTED_IN_FUTURE = "accepted_in_future"  # accepted_at is ahead of the centre's clock
+# accepted_at is older than VERIFIER_RECONCILE_WINDOW: a double use could no longer be seen
+OUTSIDE_RECONCILE_WINDOW = "outside_reconcile_window"
+FOREIGN_SCANNER = "foreign_scanner"  # the scanner is unknown or of another institution
+
+RECONCILE_REASONS: frozenset[str] = frozenset(
+    {MALFORMED_ITEM, ACCEPTED_IN_FUTURE, OUTSIDE_RECONCILE_WINDOW, FOREIGN_SCANNER}
+)
+
 
 # Refusals: the request gets no verdict. Each code is answered with its HTTP status.
 MALFORMED_REQUEST = "malformed_request"
 UNAUTHORIZED = "unauthorized"
 SCANNER_REVOKED = "scanner_revoked"
+GATEWAY_REVOKED = "gateway_revoked"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 BODY_TOO_LARGE = "body_too_large"
@@ -100,6 +114,7 @@ REFUSAL_STATUS: dict[str, int] = {
     MALFORMED_REQUEST: 400,
     UNAUTHORIZED: 401,
     SCANNER_REVOKED: 403,
+    GATEWAY_REVOKED: 403,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     BODY_TOO_LARGE: 413,

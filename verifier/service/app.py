@@ -12,6 +12,7 @@ from aiohttp import web
 from verifier import errors as E
 from verifier.errors import RequestRefused
 from verifier.service.endpoint import Answer, Endpoint, Runtime
+from verifier.service.gateway_api import GatewayApi
 
 _JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -90,6 +91,7 @@ def build_app(
     rt: Runtime, endpoint: Endpoint | None = None, extra_routes: Sequence[ExtraRoute] = ()
 ) -> web.Application:
     ep = endpoint or Endpoint(rt)
+    gw = GatewayApi(ep)  # the centre's routes for gateway sidecars (404 on a sidecar)
 
     @web.middleware
     async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -118,6 +120,15 @@ def build_app(
     async def openapi(request: web.Request) -> web.Response:
         return to_response(ep.openapi())
 
+    async def gateway_scanners(request: web.Request) -> web.Response:
+        return to_response(await gw.scanners(AiohttpRequest(request)))
+
+    async def trust_list(request: web.Request) -> web.Response:
+        return to_response(await gw.trust_list(AiohttpRequest(request)))
+
+    async def reconcile(request: web.Request) -> web.Response:
+        return to_response(await gw.reconcile(AiohttpRequest(request)))
+
     async def not_found(request: web.Request) -> web.Response:
         return to_response(ep.not_found())
 
@@ -136,6 +147,9 @@ def build_app(
         ("/readyz", "GET", readyz),
         ("/metrics", "GET", metrics),
         ("/openapi.json", "GET", openapi),
+        ("/v1/gateway/scanners", "GET", gateway_scanners),
+        ("/v1/trust-list", "GET", trust_list),
+        ("/v1/reconcile", "POST", reconcile),
         *((path, method, _answering(answer)) for path, method, answer in extra_routes),
     ):
         resource = app.router.add_resource(path)

@@ -43,6 +43,8 @@ class Metrics:
         self.http_errors: dict[int, int] = defaultdict(int)
         self.store_errors = 0
         self.records_unreadable = 0
+        # Gateways' offline acceptances by outcome: confirmed, conflict, rejected.
+        self.reconcile: dict[str, int] = dict.fromkeys(("confirmed", "conflict", "rejected"), 0)
         self.latency = Histogram(LATENCY_BUCKETS)
         self.drift: dict[str, Histogram] = {}
 
@@ -77,6 +79,12 @@ class Metrics:
             "# HELP verifier_records_unreadable_total Holder records the codec refused (answered record_unreadable).",
             "# TYPE verifier_records_unreadable_total counter",
             f"verifier_records_unreadable_total {self.records_unreadable}",
+            "# HELP verifier_reconcile_total Offline acceptances reconciled by gateways, by outcome.",
+            "# TYPE verifier_reconcile_total counter",
+            *(
+                f'verifier_reconcile_total{{outcome="{o}"}} {n}'
+                for o, n in sorted(self.reconcile.items())
+            ),
             "# HELP verifier_request_seconds Service-side processing time of verify requests.",
             "# TYPE verifier_request_seconds histogram",
             *self.latency.render("verifier_request_seconds"),

@@ -14,7 +14,7 @@ from typing import Any
 from verifier import coverage
 from verifier import errors as E
 from verifier.benefits import BenefitPolicy, UnknownService, settle
-from verifier.core import TokenVerifier
+from verifier.core import TokenVerifier, VerifiedToken
 from verifier.errors import RequestRefused, TokenError
 from verifier.policy import ClaimPolicy
 from verifier.records import Institution, Scanner
@@ -22,7 +22,7 @@ from verifier.service import views
 from verifier.service.metrics import Metrics
 from verifier.service.requests import VerifyRequest
 from verifier.service.trustwatch import TrustWatch
-from verifier.store.base import REPLAYED, Store
+from verifier.store.base import REPLAYED, Claim, Store
 from verifier.trust import TrustList
 
 log = logging.getLogger("verifier.verify")
@@ -76,33 +76,48 @@ class Pipeline:
         claim = await self.store.claim(tok.sub, tok.jti, scanner.id, req.request_id, ttl_ms)
         if claim.outcome == REPLAYED:
             return self._verdict(E.REPLAYED, card=card)  # no holder data for a replay
+        out = self.held(tok, card, claim, req.service, req.amount_fen)
+        self.metrics.verdicts[out["reason"]] += 1
+        return out
+
+    def held(
+        self,
+        tok: VerifiedToken,
+        card: dict[str, str],
+        claim: Claim,
+        service: str | None,
+        amount_fen: int | None,
+    ) -> dict[str, Any]:
+        """The verdict on a genuine token whose nonce this use holds (``claim`` is NEW or
+        RETRY): the coverage of ``claim.holder`` and the settlement split, as of now. Counts
+        no verdict (the caller does). Also what a gateway's confirmed offline use is told."""
         if claim.record_error is not None:
             # The token was genuine and its nonce is spent: say so, and that coverage is unknown.
             self.metrics.records_unreadable += 1
             log.warning("holder %s: stored record unreadable: %s", tok.sub, claim.record_error)
-            return self._verdict(E.RECORD_UNREADABLE, True, card=card)
+            return views.verdict(E.RECORD_UNREADABLE, True, card=card)
         holder = claim.holder
         reason = coverage.decide(tok.card, holder)
         if holder is None:
-            return self._verdict(reason, True, card=card)
-        out = self._verdict(
+            return views.verdict(reason, True, card=card)
+        out = views.verdict(
             reason,
             True,
             card=card,
             holder=views.holder_view(holder),
             coverage=self.views.coverage(holder),
         )
-        if reason == E.OK and req.service is not None and req.amount_fen is not None:
+        if reason == E.OK and service is not None and amount_fen is not None:
             try:
                 s = settle(
                     self.benefits,
                     holder.region,
                     holder.scheme,
-                    req.service,
-                    req.amount_fen,
+                    service,
+                    amount_fen,
                     holder.balance_fen,
                 )
             except UnknownService as err:  # cannot happen: service was validated
                 raise RequestRefused(E.MALFORMED_REQUEST, str(err)) from err
-            out["settlement"] = views.settlement_view(req.service, req.amount_fen, s)
+            out["settlement"] = views.settlement_view(service, amount_fen, s)
         return out
