@@ -21,6 +21,8 @@ COMMANDS = (
     "registry",
     "institutions",
     "scanners",
+    "gateways",
+    "conflicts",
     "demo",
 )
 
