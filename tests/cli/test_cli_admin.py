@@ -88,9 +88,16 @@ def key_count(url: str) -> int:
 
 
 def stored_values(url: str) -> list[bytes]:
+    """Every value in the store: records, and the members of sets (an institution's scanners)."""
     client = RedisServer.client_for(url)
     try:
-        return [client.get(key) or b"" for key in client.keys("*")]  # type: ignore[misc]
+        values: list[bytes] = []
+        for key in client.keys("*"):  # type: ignore[union-attr]
+            if client.type(key) == b"set":
+                values.extend(client.smembers(key))  # type: ignore[arg-type]
+            else:
+                values.append(client.get(key) or b"")  # type: ignore[arg-type]
+        return values
     finally:
         client.close()
 
