@@ -65,7 +65,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="HOST:PORT (default 127.0.0.1:8080; port 0 = any free)",
     )
     p.add_argument("--once", action="store_true", help="exit after the self-check")
-    p.set_defaults(func=lambda a: demo(DemoOptions(a.listen, a.once)))
+    p.add_argument(
+        "--sidecar",
+        action="store_true",
+        help="the gateway sidecar instead: centre and sidecar, a scan online, the link cut, "
+        "a scan offline, the link back, the journal drained (free ports; ends by itself)",
+    )
+    p.set_defaults(func=_run)
+
+
+def _run(a: argparse.Namespace) -> int:
+    if a.sidecar:
+        from verifier.cli.demo_sidecar import demo_sidecar
+
+        install_uvloop()
+        return asyncio.run(demo_sidecar())
+    return demo(DemoOptions(a.listen, a.once))
 
 
 def demo(opts: DemoOptions) -> int:
