@@ -22,7 +22,7 @@ import pytest
 from service_world import HOSPITAL, World, running
 
 from verifier.config import SidecarSettings, load
-from verifier.credentials import new_credential
+from verifier.credentials import new_credential, new_gateway_credential
 from verifier.errors import ALL_REASONS, SIDECAR_REASONS
 from verifier.records import Institution
 from verifier.sidecar.directory import Directory
@@ -66,6 +66,8 @@ async def pair(tmp_path: Path, **settings: Any) -> AsyncIterator[Pair]:
         # The directory of an earlier sync: the hospital's scanner, but not the stranger.
         stranger, scanner = new_credential(HOSPITAL)
         await centre.runtime.store.put_scanner(scanner)
+        gateway_credential, gateway = new_gateway_credential(HOSPITAL)
+        await centre.runtime.store.put_gateway(gateway)
         known = await centre.runtime.store.get_scanner(world.scanner_ids[HOSPITAL])
         inst = Institution(HOSPITAL, "City Hospital", frozenset({"mi-voucher", "ss-ecard"}))
         journal = tmp_path / "sidecar.db"
@@ -73,7 +75,7 @@ async def pair(tmp_path: Path, **settings: Any) -> AsyncIterator[Pair]:
         shutil.copy(world.dir / "trust.paseto", f"{journal}.trust.paseto")
         values = {
             "upstream": centre.url,
-            "gateway_credential": "g-000000000000." + "A" * 43,
+            "gateway_credential": gateway_credential,
             "root_key": str(world.dir / "root.public"),
             "journal": str(journal),
             "listen": "127.0.0.1:0",
@@ -229,3 +231,27 @@ async def test_offline_for_longer_than_the_max_age_is_a_503(tmp_path: Path) -> N
         ) as resp:
             assert resp.status == 503 and resp.headers["Retry-After"] == "1"
             assert (await resp.json())["error"] == "store_unavailable"
+
+
+@in_loop
+async def test_a_token_accepted_offline_is_replayed_online_until_reconciled(
+    tmp_path: Path,
+) -> None:
+    async with pair(tmp_path) as p:  # no background drain in this test: rows stay pending
+        cred = p.world.credentials[HOSPITAL]
+        breaker = p.sidecar.breaker
+        breaker.state, breaker.next_probe_at = "open", 2**62
+        token = p.world.token(sub="bob")
+        body = {"token": token, "request_id": "off-1"}
+        status, doc = await p.post("/v1/verify", cred, json=body)
+        assert (doc["reason"], doc["mode"]) == ("ok", "offline")
+        breaker.record_success(0)  # the centre answers again; the row is not reconciled yet
+        status, doc = await p.post("/v1/verify", cred, json={"token": token, "request_id": "x"})
+        assert (status, doc["reason"]) == (200, "replayed")  # the centre would say ok
+        status, doc = await p.post("/v1/verify", cred, json=body)  # the same request: a retry
+        assert (doc["reason"], doc["mode"]) == ("ok", "online")
+        assert await p.sidecar.drainer.drain_once() == 1  # retry + row: confirmed, not a conflict
+        assert p.sidecar.journal.counts()["confirmed"] == 1
+        assert not p.sidecar.runtime.pipeline.unreconciled  # type: ignore[attr-defined]
+        status, doc = await p.post("/v1/verify", cred, json={"token": token, "request_id": "y"})
+        assert (doc["reason"], doc["mode"]) == ("replayed", "online")  # the centre's own now

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -94,12 +95,14 @@ class Drainer:
         breaker: Breaker,
         journal: Journal,
         idle_s: float = 1.0,
+        on_settled: Callable[[list[Entry]], None] = lambda rows: None,
     ) -> None:
         self.upstream = upstream
         self.credential = credential
         self.breaker = breaker
         self.journal = journal
         self.idle_s = idle_s
+        self.on_settled = on_settled  # rows the centre has judged
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -123,6 +126,8 @@ class Drainer:
             raise ValueError(f"status {answer.status}: {answer.body[:200]!r}")
         settled = outcomes(rows, orjson.loads(answer.body))
         moved = await self.journal.mark(settled, int(time.time() * 1000))
+        judged = {o.id for o in settled}
+        self.on_settled([r for r in rows if r.id in judged])
         log.info(
             "reconciled %d offline acceptances: %s",
             len(settled),

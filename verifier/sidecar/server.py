@@ -178,15 +178,17 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
         await background.close()
         raise
     metrics = Metrics()
+    verdicts = GatewayVerdicts(scans, breaker, journal, watch, policy, metrics)
     runtime = Runtime(
         store=cast(Store, scanners),  # the endpoint only pings it (readyz)
         trust=watch,
-        pipeline=GatewayVerdicts(scans, breaker, journal, watch, policy, metrics),
+        pipeline=verdicts,
         scanners=scanners,
         metrics=metrics,
         fast_path=settings.fast_path,
     )
-    drainer = Drainer(background, credential, breaker, journal)
+    await verdicts.load_unreconciled()
+    drainer = Drainer(background, credential, breaker, journal, on_settled=verdicts.reconciled)
     syncer = Syncer(
         background,
         scans,

@@ -9,6 +9,10 @@ scanner's own ``Authorization`` and a request id (the scanner's, or one made her
 centre's verdict comes back as it is with ``"mode": "online"``; a refusal of the centre
 (401, 403, 400 …) is the same refusal here.
 
+One exception online: a token accepted offline here whose journal row the centre has not
+received yet is ``replayed`` here (as the centre will say once it has the row) when another
+request presents it, instead of being forwarded to a centre that would still call it unused.
+
 Offline (the forward failed, or the breaker is open) the rules of :mod:`verifier.sidecar` apply:
 the token core against the synced trust list, the institution's designation, then one journal
 transaction (replay, budget, durable write) before the answer
@@ -40,9 +44,11 @@ from verifier.sidecar.directory import Presented
 from verifier.sidecar.journal import (
     NEW,
     OVER_BUDGET,
+    PENDING,
     REPLAYED,
     RETRY,
     Acceptance,
+    Entry,
     Journal,
     JournalUnavailable,
 )
@@ -80,6 +86,21 @@ class GatewayVerdicts:
         self.policy = policy
         self.metrics = metrics
         self.views = Views(BenefitPolicy.default())  # only its card view is used here
+        # Nonces accepted offline and not reconciled yet: (sub, jti) -> (scanner, request id).
+        self.unreconciled: dict[tuple[str, str], tuple[str, str]] = {}
+
+    async def load_unreconciled(self) -> None:
+        """Read the journal's pending rows (at start)."""
+        after = 0
+        while rows := await self.journal.rows(PENDING, limit=10_000, after_id=after):
+            for row in rows:
+                self.unreconciled[(row.sub, row.jti)] = (row.scanner, row.request_id)
+            after = rows[-1].id
+
+    def reconciled(self, rows: list[Entry]) -> None:
+        """The centre has these rows now: it answers for their nonces itself."""
+        for row in rows:
+            self.unreconciled.pop((row.sub, row.jti), None)
 
     async def verify(
         self, scanner: Scanner, inst: Institution | None, req: VerifyRequest, now: float
@@ -87,6 +108,10 @@ class GatewayVerdicts:
         assert isinstance(scanner, Presented)  # admitted by GatewayScanners
         request_id = req.request_id or new_request_id()
         route = self.breaker.route(_ms(now))
+        if route == FORWARD and self.unreconciled:
+            used = self._used_here(scanner, req, request_id, now)
+            if used is not None:
+                return used
         if route == FORWARD:
             try:
                 answer = await self._forward(scanner, req, request_id)
@@ -143,6 +168,22 @@ class GatewayVerdicts:
             )
         raise RequestRefused(code, str(doc.get("message") or code))
 
+    def _used_here(
+        self, scanner: Presented, req: VerifyRequest, request_id: str, now: float
+    ) -> dict[str, Any] | None:
+        """``replayed`` for a token accepted offline here whose row the centre has not seen
+        yet (it would still call the token unused), presented by another request; else None.
+        Only while such rows exist (after an outage, until the drain): it costs a verification.
+        """
+        try:
+            tok = core.verify(req.token, self.trust.current, self.policy, now)
+        except TokenError:
+            return None
+        first = self.unreconciled.get((tok.sub, tok.jti))
+        if first is None or first == (scanner.id, request_id):
+            return None
+        return self._verdict(E.REPLAYED, card=self.views.card(tok), request_id=request_id)
+
     # -- offline ------------------------------------------------------------------------------
 
     def _verdict(self, reason: str, valid: bool = False, **parts: Any) -> dict[str, Any]:
@@ -191,6 +232,8 @@ class GatewayVerdicts:
         if rec.outcome == OVER_BUDGET:
             return self._verdict(E.OFFLINE_LIMIT, card=card, request_id=request_id)
         assert rec.outcome in (NEW, RETRY)
+        if rec.outcome == NEW:
+            self.unreconciled[(tok.sub, tok.jti)] = (scanner.id, request_id)
         self.metrics.verdicts[E.OK] += 1
         return {
             "valid": True,
