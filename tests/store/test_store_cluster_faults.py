@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from verifier.errors import StoreUnavailable
 from verifier.records import Holder
 from verifier.store import NEW, REPLAYED, RETRY, ClusterStore
-from verifier.store.keys import holder_key, nonce_key
+from verifier.store.keys import holder_key, nonce_key, use_key
 from verifier.store.slots import tag_slot
 
 if TYPE_CHECKING:  # imported by pytest_plugins, so that pytest imports it first
@@ -88,7 +88,7 @@ def test_a_slot_in_migration_is_followed_by_ask_and_tryagain(
             for sub in (moved, staying):
                 assert (await store.claim(sub, "used", "a", "r1", TTL_MS)).outcome == NEW
             redis_cluster.open_migration(slot, target)
-            keys = [holder_key(moved), nonce_key(moved, "used")]
+            keys = [holder_key(moved), nonce_key(moved, "used"), use_key(moved, "used")]
             redis_cluster.move_keys(slot, target, keys)
             # ASK: records and nonces that already moved are found on the target ...
             assert await store.get_holder(moved) == holder(moved)

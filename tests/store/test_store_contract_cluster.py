@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-import redis
 import test_store_contract as contract
 
 from verifier.store import ClusterStore, Store
-from verifier.store.slots import key_slot
 
 if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest imports it first
     from redis_cluster import RedisCluster
@@ -35,13 +33,7 @@ class ClusterHarness(contract.Harness):
         return ClusterStore(self.redis_url, deadline_ms=2_000)
 
     def put_raw(self, store: Store, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key`` on the master of its slot, as another tool would."""
-        port = self.cluster.master_of(key_slot(key.encode()))
-        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
-        try:
-            client.set(key, data)
-        finally:
-            client.close()
+        self.cluster.put_raw(key, data)
 
 
 @pytest.fixture

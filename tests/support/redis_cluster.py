@@ -326,6 +326,11 @@ class RedisCluster:
             with node.client() as c:
                 c.config_set("maxmemory-policy", "noeviction")
 
+    def put_raw(self, key: str, data: bytes) -> None:
+        """SET ``key`` on the master of its slot, as another tool would write it."""
+        with self.node(self.master_of(key_slot(key.encode()))).client() as c:
+            c.set(key, data)
+
     def on_every_node(self, *command: str | int) -> None:
         """Run one command on every node (ACL SETUSER, CLUSTER DELSLOTS, …)."""
         for node in self.nodes:

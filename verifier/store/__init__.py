@@ -50,11 +50,10 @@ async def open_store(
     VERIFIER_MIN_REPLICAS setting) makes a cluster store confirm each claim on that many
     replicas (see :mod:`verifier.store.cluster`); other stores refuse it (ConfigError). A
     cluster is checked on every node (:meth:`ClusterStore.check_cluster`). ``tls_files``
-    are the CA file, client certificate and key of a ``rediss://`` store (the
-    VERIFIER_REDIS_CA_FILE, _CERT_FILE and _KEY_FILE settings; "" = not set). The caller
-    closes the store.
-    ``reconcile_window_ms`` (the VERIFIER_RECONCILE_WINDOW setting) is how long a Redis or
-    memory store keeps each claim's use record for gateways that reconcile later.
+    are the CA file, client certificate and key of a ``rediss://`` or ``rediss+cluster://``
+    store (the VERIFIER_REDIS_CA_FILE, _CERT_FILE and _KEY_FILE settings; "" = not set).
+    ``reconcile_window_ms`` (the VERIFIER_RECONCILE_WINDOW setting) is how long a store keeps
+    each claim's use record for gateways that reconcile later. The caller closes the store.
     """
     # Only the scheme goes into messages: the URL may carry a password.
     scheme = urlsplit(url).scheme
@@ -63,13 +62,19 @@ async def open_store(
             f"VERIFIER_MIN_REPLICAS: replica confirmation needs a redis+cluster:// store, "
             f"not {scheme}://; set it to 0"
         )
-    if any(tls_files) and scheme != "rediss":
+    if any(tls_files) and scheme not in ("rediss", "rediss+cluster"):
         raise ConfigError(
             f"VERIFIER_REDIS_CA_FILE, VERIFIER_REDIS_CERT_FILE, VERIFIER_REDIS_KEY_FILE: "
-            f"used only by a rediss:// store, not {scheme}://"
+            f"used only by a rediss:// or rediss+cluster:// store, not {scheme}://"
         )
     if scheme in ("redis+cluster", "rediss+cluster"):
-        cluster = ClusterStore(url, deadline_ms=deadline_ms, min_replicas=min_replicas)
+        cluster = ClusterStore(
+            url,
+            deadline_ms=deadline_ms,
+            min_replicas=min_replicas,
+            tls=tls_context(*tls_files) if scheme == "rediss+cluster" else None,
+            reconcile_window_ms=reconcile_window_ms,
+        )
         try:
             await cluster.check_cluster(allow_eviction)
         except BaseException:

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from verifier import codec
+from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
 from verifier.errors import ConfigError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import REPLAYED, Claim, claim_result, read_record
@@ -48,9 +49,11 @@ from verifier.store.keys import (
     check_claim_args,
     holder_key,
     institution_key,
+    institution_scanners_key,
     nonce_key,
     scanner_key,
 )
+from verifier.store.redis_gateways import Command, GatewayRecords
 from verifier.store.resp import ConnectionDown, RespError, pack, tls_context
 from verifier.store.slots import Address, ClusterURL, key_slot, tag_slot
 
@@ -80,7 +83,7 @@ _SCRIPTS = {
 }
 
 
-class ClusterStore:
+class ClusterStore(GatewayRecords):
     """A :class:`verifier.store.base.Store` on a Redis Cluster.
 
     ``tls`` is the context of a ``rediss+cluster://`` URL, used for every node; nodes are
@@ -88,6 +91,11 @@ class ClusterStore:
     ``cluster-announce-hostname`` with ``cluster-preferred-endpoint-type hostname``), so
     their certificates must name it. Creating one does no I/O; the slot map is read on first
     use. Call :meth:`check_cluster` once at startup (``open_store`` does).
+
+    As :class:`verifier.store.redis.RedisStore`, each claim also keeps the token's use record
+    for ``reconcile_window_ms``, and the gateway records (directories, reconcile claims,
+    conflicts) are :class:`verifier.store.redis_gateways.GatewayRecords`, run over this
+    store's routing: every key that one call touches atomically shares a hash tag.
     """
 
     def __init__(
@@ -99,6 +107,7 @@ class ClusterStore:
         chunk_size: int = 1000,
         min_replicas: int = 0,
         tls: ssl.SSLContext | None = None,
+        reconcile_window_ms: int = DEFAULT_RECONCILE_WINDOW_MS,
     ) -> None:
         self._url = ClusterURL.parse(url)
         # One TLS context for every node of a rediss+cluster:// URL (resp.tls_context's
@@ -115,6 +124,8 @@ class ClusterStore:
         self._admin_deadline = admin_deadline_ms / 1000
         self._chunk_size = chunk_size
         self.min_replicas = min_replicas
+        self.reconcile_window_ms = reconcile_window_ms
+        self._keep = b"%d" % reconcile_window_ms
         self._router = ClusterRouter(
             self._url,
             deadline=self._deadline,
@@ -123,11 +134,9 @@ class ClusterStore:
             tls=self._tls,
         )
 
-    # -- nodes and the slot map ------------------------------------------------------------
+    # -- routing (the interface GatewayRecords relies on, as RedisStore's) -----------------
 
-    # -- routing ---------------------------------------------------------------------------
-
-    async def _routed(
+    async def _call(
         self,
         what: str,
         deadline: float,
@@ -158,12 +167,20 @@ class ClusterStore:
         if self._router.closed:
             raise StoreUnavailable("redis cluster store is closed")
         hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
+        uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
         cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
+        # The use record outlives the nonce: kept for the reconcile window, from now.
+        keep = self._keep if ttl_ms <= self.reconcile_window_ms else b"%d" % ttl_ms
+        now = b"%d" % (time.time_ns() // 1_000_000)
         lua, sha = _SCRIPTS[self.min_replicas > 0]
-        packed = (
-            b"*8\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n2\r\n" % sha.encode()
-            + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
-            % (len(hk), hk, len(nk), nk, len(cl), cl, len(rid), rid, len(ttl), ttl)
+        packed = b"*11\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n3\r\n" % sha.encode()
+        packed += (
+            b"$%d\r\n%s\r\n"
+            * 8
+            % (
+                *(len(hk), hk, len(nk), nk, len(uk), uk, len(cl), cl),
+                *(len(rid), rid, len(ttl), ttl, len(keep), keep, len(now), now),
+            )
         )
         slot = tag_slot(sub.encode())
         node = self._router.slots[slot]
@@ -196,7 +213,7 @@ class ClusterStore:
             first = (node, reply)  # did not run: follow it within what is left of the deadline
 
         async def routed() -> Claim:
-            script = pack("EVAL", lua, 2, hk, nk, cl, rid, ttl)
+            script = pack("EVAL", lua, 3, hk, nk, uk, cl, rid, ttl, keep, now)
             confirm_by = started + self._confirm_within if self.min_replicas else None
             reply, wait = await self._router.execute(
                 slot, packed, script=script, confirm_by=confirm_by, first=first
@@ -207,7 +224,7 @@ class ClusterStore:
             return claim_result(outcome, holder)
 
         left = self._deadline - (time.monotonic() - started)
-        return await self._routed("claim", max(left, 0.0), routed)
+        return await self._call("claim", max(left, 0.0), routed)
 
     async def _confirmed(self, wait: Confirm) -> None:
         """Return once ``wait`` reports ``min_replicas``; StoreUnavailable if it does not."""
@@ -230,10 +247,34 @@ class ClusterStore:
     async def _command(self, what: str, key: str, *args: str | bytes | int) -> Reply:
         slot = key_slot(key.encode())
         packed = pack(what, key, *args)
-        reply, _ = await self._routed(
+        reply, _ = await self._call(
             what, self._deadline, lambda: self._router.execute(slot, packed)
         )
         return reply
+
+    async def _send_and_read(
+        self, commands: Sequence[Command], deadline: float | None = None
+    ) -> list[object]:
+        """Each command to the master of its key's slot (redirections followed); error replies
+        come back as RespError values. Commands for one node keep their order (one pipeline);
+        commands for different nodes run side by side."""
+
+        async def one(command: Command) -> object:
+            is_script = command[0] in ("EVAL", "EVALSHA")
+            key = command[3] if is_script else command[1]
+            slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
+            reply, _ = await self._router.execute(slot, pack(*command), errors=True)
+            return reply
+
+        return list(await asyncio.gather(*(one(c) for c in commands)))
+
+    async def _put_listed(self, set_key: str, member: str, key: str, data: bytes) -> None:
+        # The two keys live on different nodes: add to the directory first, then store, one
+        # after the other (a single node's pipeline keeps that order by itself).
+        await self._pipeline("SADD", [("SADD", set_key, member)])
+        [reply] = await self._pipeline("SET", [("SET", key, data)])
+        if reply != b"OK":
+            raise StoreUnavailable(f"redis cluster SET {key}: unexpected reply {reply!r:.100}")
 
     async def _set(self, key: str, value: bytes) -> None:
         reply = await self._command("SET", key, value)
@@ -264,7 +305,7 @@ class ClusterStore:
         it = iter(holders)
         while batch := list(itertools.islice(it, self._chunk_size)):
             writes = [(holder_key(h.sub), codec.encode_holder(h)) for h in batch]
-            await self._routed(
+            await self._call(
                 "SET (bulk)", self._admin_deadline, functools.partial(self._set_many, writes)
             )
             done += len(batch)
@@ -291,7 +332,13 @@ class ClusterStore:
         return await self._get(institution_key(inst_id), codec.decode_institution)
 
     async def put_scanner(self, scanner: Scanner) -> None:
-        await self._set(scanner_key(scanner.id), codec.encode_scanner(scanner))
+        # Into the directory first: a member whose record is missing is skipped when listed.
+        await self._put_listed(
+            institution_scanners_key(scanner.institution),
+            scanner.id,
+            scanner_key(scanner.id),
+            codec.encode_scanner(scanner),
+        )
 
     async def get_scanner(self, scanner_id: str) -> Scanner | None:
         return await self._get(scanner_key(scanner_id), codec.decode_scanner)
@@ -310,7 +357,7 @@ class ClusterStore:
             if any(r != b"PONG" for r in replies):
                 raise StoreUnavailable(f"redis cluster PING: {replies!r:.200}")
 
-        await self._routed("PING", self._deadline, ping_all)
+        await self._call("PING", self._deadline, ping_all)
 
     def masters(self) -> list[Address]:
         """Addresses of the masters in the current slot map (empty before the first use)."""
@@ -335,7 +382,7 @@ class ClusterStore:
             return reports
 
         # Each node has the admin deadline; a replica that misses it is only logged.
-        reports = await self._routed("start-up check", 2 * self._admin_deadline, gather_reports)
+        reports = await self._call("start-up check", 2 * self._admin_deadline, gather_reports)
         for report in reports:
             if not report.master:
                 self._router.node(report.address).conn.close()  # only needed for the check

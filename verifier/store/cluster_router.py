@@ -171,13 +171,15 @@ class ClusterRouter:
         script: bytes | None = None,
         confirm_by: float | None = None,
         first: tuple[Node, Reply] | None = None,
+        errors: bool = False,
     ) -> tuple[Reply, Confirm]:
         """Send one command to the master of ``slot``, following what proves it did not run.
 
         ``script``: the EVAL to send after NOSCRIPT. ``confirm_by``: also queue a WAIT behind
         it that answers by then (monotonic seconds), and return it. ``first``: a reply already
-        received from a node (the claim's fast path). Returns the reply (never an error reply)
-        or raises; the caller bounds the time.
+        received from a node (the claim's fast path). Returns the reply, or raises; an error
+        reply it cannot follow raises StoreUnavailable, or is returned as a RespError value
+        with ``errors``. The caller bounds the time.
         """
         node, reply = first if first is not None else (None, None)
         asking = False
@@ -214,6 +216,8 @@ class ClusterRouter:
             else:
                 if text.startswith(_TOPOLOGY_ERRORS):
                     self.failed(node)
+                if errors:
+                    return RespError(text), wait
                 raise StoreUnavailable(f"redis cluster {where(node.address)}: {text:.200}")
 
     async def _master(self, slot: int) -> Node:
