@@ -2,14 +2,14 @@
 
     python experiments/cluster_client_cpu.py [ROUNDS] [CLAIMS]     # defaults 5 and 20000
 
-Starts a private 3-master + 3-replica cluster and one plain redis-server (the test fixtures in
-tests/support), imports 10 000 holders into each, then per round and per client claims
-``CLAIMS`` fresh nonces with 256 claims in flight (256 coroutines in a loop, uvloop) and
-prints this process's CPU time (user + system) per claim, claims per wall second, and the
-Redis servers' CPU per claim (``INFO cpu`` before and after: the plain server; the cluster's
-masters, and its replicas apart); the clients take turns within each round, and the summary
-is the median over rounds. Every variant does the same work per claim: the claim script, and
-the reply turned into a Claim.
+Starts a private 3-master + 3-replica cluster and one plain redis-server with a replica (the
+test fixtures in tests/support), imports 10 000 holders into each, then per round and per
+client claims ``CLAIMS`` fresh nonces with 256 claims in flight (256 coroutines in a loop,
+uvloop) and prints this process's CPU time (user + system) per claim, claims per wall second,
+and the Redis servers' CPU per claim (``INFO cpu`` before and after: masters, and replicas
+apart); the clients take turns within each round, and the summary is the median over rounds.
+Every variant does the same work per claim: the claim script (holder, nonce and use-record
+keys), and the reply turned into a Claim.
 
 * ``single``       :class:`verifier.store.redis.RedisStore` on the plain server
 * ``cluster``      :class:`verifier.store.cluster.ClusterStore` on the cluster
@@ -45,14 +45,27 @@ from verifier.records import Holder  # noqa: E402
 from verifier.store.base import claim_result  # noqa: E402
 from verifier.store.claim_script import CLAIM_LUA, parse_claim_reply  # noqa: E402
 from verifier.store.cluster import ClusterStore  # noqa: E402
-from verifier.store.keys import holder_key, nonce_key  # noqa: E402
+from verifier.store.keys import holder_key, nonce_key, use_key  # noqa: E402
 from verifier.store.redis import RedisStore  # noqa: E402
 
 HOLDERS = 10_000
 IN_FLIGHT = 256
 TTL_MS = 600_000
 
+KEEP_MS = 72 * 3600 * 1000  # the use record's life, as the stores' default reconcile window
+
 Claimer = Callable[[str, str], Awaitable[object]]
+
+
+def _keys(sub: str, jti: str) -> tuple[str, str, str]:
+    """The claim script's keys, as the stores pass them (holder, nonce, use record)."""
+    return holder_key(sub), nonce_key(sub, jti), use_key(sub, jti)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 Result = tuple[float, float, float, float]  # client µs, claims/s, master µs, replica µs
 
 
@@ -86,7 +99,7 @@ async def _pipelined(py: PyCluster, sha: str, prefix: str, n: int) -> tuple[floa
         pipe = py.pipeline(transaction=False)
         for i in range(start, min(n, start + IN_FLIGHT)):
             sub = f"h{i % HOLDERS}"
-            pipe.evalsha(sha, 2, holder_key(sub), nonce_key(sub, f"{prefix}-{i}"), "s", "", TTL_MS)
+            pipe.evalsha(sha, 3, *_keys(sub, f"{prefix}-{i}"), "s", "", TTL_MS, KEEP_MS, _now_ms())
         for reply in await pipe.execute():
             claim_result(*parse_claim_reply(reply))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
@@ -95,7 +108,11 @@ async def _pipelined(py: PyCluster, sha: str, prefix: str, n: int) -> tuple[floa
 
 async def main(rounds: int, n: int) -> None:
     holders = [Holder(f"h{i}", "active", "employee", "110101", 1000) for i in range(HOLDERS)]
-    with RedisServer() as server:
+    with RedisServer() as server, RedisServer() as copy:
+        # The single node gets a replica too, as every cluster master has: feeding it is part
+        # of a master's work per claim.
+        with redis.Redis(port=copy.port) as c:
+            c.replicaof("127.0.0.1", server.port)
         cluster = RedisCluster()
         try:
             single = RedisStore(server.url, deadline_ms=2000)
@@ -109,7 +126,7 @@ async def main(rounds: int, n: int) -> None:
 
             async def py_claim(sub: str, jti: str) -> object:
                 reply = await py.evalsha(
-                    sha, 2, holder_key(sub), nonce_key(sub, jti), "s", "", TTL_MS
+                    sha, 3, *_keys(sub, jti), "s", "", TTL_MS, KEEP_MS, _now_ms()
                 )
                 return claim_result(*parse_claim_reply(reply))
 
@@ -122,7 +139,7 @@ async def main(rounds: int, n: int) -> None:
             ] = {
                 "single": (
                     lambda p: _run(lambda s, j: single.claim(s, j, "s", None, TTL_MS), p, n),
-                    ([server.port], []),
+                    ([server.port], [copy.port]),
                 ),
                 "cluster": (
                     lambda p: _run(lambda s, j: ours.claim(s, j, "s", None, TTL_MS), p, n),

@@ -85,9 +85,12 @@ async def trial(cluster: RedisCluster, scenario: str) -> Trial:
                 await asyncio.sleep(0.01)
 
     def back_after(name: str, since: float) -> float | None:
-        times = [t for n, s, _, o, t in answers if n == name and s in victim_subs and o == NEW]
-        later = [t for t in times if t > since]
-        return min(later) - since if later else None
+        """Seconds from ``since`` to the first NEW on the victim's holders after its outage
+        began (a claim already answered as the kill landed does not count)."""
+        mine = [(t, o) for n, s, _, o, t in answers if n == name and s in victim_subs and t > since]
+        down = next((t for t, o in mine if o == "503"), None)
+        back = [t for t, o in mine if o == NEW and down is not None and t > down]
+        return min(back) - since if back else None
 
     workers = [asyncio.ensure_future(load(n, w)) for n in stores for w in range(WORKERS)]
     try:
