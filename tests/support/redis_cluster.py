@@ -126,7 +126,14 @@ class RedisCluster:
         self.nodes = [ClusterNode(binary, self._root, i) for i in range(2 * masters)]
         try:
             for node in self.nodes:
-                node.start()
+                for attempt in range(3):  # another process may grab a free port first
+                    try:
+                        node.start()
+                        break
+                    except RuntimeError:
+                        if attempt == 2:
+                            raise
+                        node.port, node.bus_port = _free_port(), _free_port()
             self._form(masters)
         except BaseException:
             self.stop()
