@@ -26,7 +26,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from verifier.durations import parse_duration
 from verifier.errors import ConfigError
-from verifier.policy import MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
+from verifier.policy import MAX_CLOCK_SKEW, MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
 from verifier.sidecar.budget import parse_amount
 
 ENV_PREFIX = "VERIFIER_"
@@ -79,6 +79,8 @@ class Settings:
     exp_leeway: int = setting(30, low=0, high=MAX_EXP_LEEWAY)  # seconds accepted after exp
     future_leeway: int = setting(5, low=0, high=MAX_FUTURE_LEEWAY)  # iat/nbf ahead of now
     max_lifetime: int = setting(300, low=1, high=MAX_LIFETIME_CAP)  # longest exp - iat
+    # between verifiers; nonces are kept this much longer
+    clock_skew: int = setting(60, low=0, high=MAX_CLOCK_SKEW)
     log_level: str = "info"
     log_format: str = "text"  # text | json (one object per line, for a log shipper)
     access_log: bool = False  # one line per verdict: institution, scanner, reason, latency

@@ -261,3 +261,24 @@ def test_settings_are_frozen() -> None:
     for f in fields(s):
         with pytest.raises(AttributeError):
             setattr(s, f.name, getattr(s, f.name))
+
+
+# -- how long a nonce is kept ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "exp_in, skew, want_ms",
+    [
+        (60, 60, (60 + 30 + 60 + 1) * 1000),  # exp + leeway + skew, and a second to spare
+        (60, 0, (60 + 30 + 1) * 1000),  # one verifier alone: the old rule
+        (-200, 60, 1000),  # long past every edge: still a positive time to live
+    ],
+)
+def test_nonce_outlives_every_verifier_within_the_clock_skew(exp_in, skew, want_ms):
+    now = 1_800_000_000.0
+    assert ClaimPolicy(clock_skew=skew).nonce_ttl_ms(now + exp_in, now) == want_ms
+
+
+def test_clock_skew_setting_is_capped_naming_the_variable():
+    with pytest.raises(ConfigError, match="VERIFIER_CLOCK_SKEW"):
+        load_settings({**REQUIRED, "VERIFIER_CLOCK_SKEW": "601"})

@@ -8,7 +8,6 @@ expired) or :class:`verifier.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from verifier import coverage
@@ -71,8 +70,7 @@ class Pipeline:
         if inst is None or not inst.enabled or tok.card not in inst.cards:
             return self._verdict(E.INSTITUTION_NOT_ENABLED, card=card)
         self.metrics.observe_drift(inst.id, now - tok.iat)
-        # Keep the nonce at least until the token can no longer pass the expiry check.
-        ttl_ms = math.ceil((tok.exp + self.claim_policy.exp_leeway - now) * 1000) + 1000
+        ttl_ms = self.claim_policy.nonce_ttl_ms(tok.exp, now)
         claim = await self.store.claim(tok.sub, tok.jti, scanner.id, req.request_id, ttl_ms)
         if claim.outcome == REPLAYED:
             return self._verdict(E.REPLAYED, card=card)  # no holder data for a replay

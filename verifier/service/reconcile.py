@@ -165,7 +165,7 @@ class Reconciler:
         if inst is None or not inst.enabled or tok.card not in inst.cards:
             return rejected(rid, E.INSTITUTION_NOT_ENABLED)
         # While the token can still be presented, its nonce must say it is spent (as a claim's).
-        ttl_ms = max(0, math.ceil((tok.exp + policy.exp_leeway - now) * 1000) + 1000)
+        ttl_ms = policy.nonce_ttl_ms(tok.exp, now)
         done = await self.store.reconcile_claim(
             tok.sub, tok.jti, scanner.id, rid, gateway.id, item.accepted_at, ttl_ms
         )

@@ -50,6 +50,7 @@ def claim_policy(settings: Settings) -> ClaimPolicy:
         max_lifetime=settings.max_lifetime,
         exp_leeway=settings.exp_leeway,
         future_leeway=settings.future_leeway,
+        clock_skew=settings.clock_skew,
     )
 
 
