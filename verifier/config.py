@@ -85,6 +85,11 @@ class Settings:
     log_format: str = "text"  # text | json (one object per line, for a log shipper)
     access_log: bool = False  # one line per verdict: institution, scanner, reason, latency
     fast_path: bool = True  # false = every request through aiohttp
+    # Connections, per worker (verifier/service/connections.py)
+    header_timeout_seconds: float = setting(10.0, low=0.1, high=3600)  # head, then 408
+    body_timeout_seconds: float = setting(30.0, low=0.1, high=3600)  # body after its head
+    keepalive_seconds: float = setting(75.0, low=0.1, high=86_400)  # idle between requests
+    max_connections: int = setting(4096, low=1, high=1_000_000)  # then the oldest idle go
     # how long a use is kept for reconciling gateways (72h); bytes per scan grow with it
     reconcile_window: int = setting(DEFAULT_RECONCILE_WINDOW_MS, parse=parse_duration)
     redis_ca_file: str = ""  # rediss://: CA bundle to verify the server (default: system CAs)
@@ -185,6 +190,10 @@ class SidecarSettings:
     max_lifetime: int = setting(300, low=1, high=MAX_LIFETIME_CAP)
     log_level: str = "info"
     fast_path: bool = True
+    header_timeout_seconds: float = setting(10.0, low=0.1, high=3600)  # as the centre's
+    body_timeout_seconds: float = setting(30.0, low=0.1, high=3600)
+    keepalive_seconds: float = setting(75.0, low=0.1, high=86_400)
+    max_connections: int = setting(4096, low=1, high=1_000_000)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -345,3 +354,4 @@ def _split_listen(text: str) -> tuple[str, int] | None:
     if m is None or not 0 <= int(m[2]) < 65536:
         return None
     return m[1].strip("[]") or "0.0.0.0", int(m[2])
+

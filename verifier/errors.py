@@ -108,6 +108,7 @@ BODY_TOO_LARGE = "body_too_large"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 INTERNAL_ERROR = "internal_error"
 STORE_UNAVAILABLE = "store_unavailable"
+REQUEST_TIMEOUT = "request_timeout"  # the head or body did not arrive in time
 # TRUST_LIST_EXPIRED (above) is a refusal too: no token can be verified without a fresh list.
 
 REFUSAL_STATUS: dict[str, int] = {
@@ -118,6 +119,7 @@ REFUSAL_STATUS: dict[str, int] = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     BODY_TOO_LARGE: 413,
+    REQUEST_TIMEOUT: 408,
     UNSUPPORTED_MEDIA_TYPE: 415,
     INTERNAL_ERROR: 500,
     STORE_UNAVAILABLE: 503,

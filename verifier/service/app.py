@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from verifier import errors as E
 from verifier.errors import RequestRefused
+from verifier.service.connections import AiohttpConnection, RefusalLog
 from verifier.service.endpoint import Answer, Endpoint, Runtime
 from verifier.service.gateway_api import GatewayApi
 
@@ -19,7 +22,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def to_response(answer: Answer) -> web.Response:
-    headers = {"Content-Type": _JSON}
+    headers = {"Content-Type": _JSON, "Server": "verifier"}  # not aiohttp's, with versions
     if answer.headers:
         headers.update(answer.headers)
     return web.Response(body=answer.body, status=answer.status, headers=headers)
@@ -76,6 +79,35 @@ class AiohttpRequest:
         return b"".join(chunks)
 
 
+class QuietRequestHandler(RequestHandler):
+    """aiohttp's protocol, except for a request it cannot parse (an obs-folded or oversized
+    header, bare LF, bytes after ``Connection: close`` …): aiohttp would log the request with
+    a traceback and echo it in its 400. Here it is one rate-limited line (cause and peer) and
+    the endpoint's JSON answer, without a byte of the request."""
+
+    def __init__(
+        self, manager: web.Server, *, endpoint: Endpoint, refusals: RefusalLog, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._endpoint = endpoint
+        self._refusals = refusals
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:  # a bug or a timeout of aiohttp's own: logged as aiohttp does
+            return super().handle_error(request, status, exc, message)
+        self._endpoint.m.connections_refused["malformed"] += 1
+        self._refusals.refused(type(exc).__name__ if exc else f"HTTP {status}", request.remote)
+        response = to_response(self._endpoint.malformed_http(status))
+        response.force_close()
+        return response
+
+
 # A route a framing adds beside the scanner API (a sidecar's status): path, method, answer.
 ExtraRoute = tuple[str, str, Callable[[], Awaitable[Answer]]]
 
@@ -92,6 +124,26 @@ def build_app(
 ) -> web.Application:
     ep = endpoint or Endpoint(rt)
     gw = GatewayApi(ep)  # the centre's routes for gateway sidecars (404 on a sidecar)
+
+    @web.middleware
+    async def framing(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Mark the handler's time on the connection (connections.py), and refuse any
+        Content-Encoding (the endpoint's rule) before a handler could read the body."""
+        transport = request.transport
+        conn = transport.get_protocol() if transport is not None else None
+        governed = conn if isinstance(conn, AiohttpConnection) else None
+        if governed is not None:
+            governed.handling()
+        try:
+            encodings = request.headers.getall("Content-Encoding", None)
+            if encodings is not None:
+                refusal = ep.encoding_refusal(", ".join(encodings))
+                if refusal is not None:
+                    return to_response(refusal)
+            return await handler(request)
+        finally:
+            if governed is not None:
+                governed.handled()
 
     @web.middleware
     async def internal_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -138,7 +190,7 @@ def build_app(
     app = web.Application(
         client_max_size=rt.max_batch_bytes,
         handler_args={"max_field_size": 8190},
-        middlewares=[internal_errors],
+        middlewares=[framing, internal_errors],
     )
     for path, method, handler in (
         ("/v1/verify", "POST", verify),

@@ -32,6 +32,7 @@ from verifier import errors as E
 from verifier.errors import RequestRefused, StoreUnavailable
 from verifier.records import Institution, Scanner
 from verifier.service import views
+from verifier.service.connections import ConnectionLimits
 from verifier.service.logs import access_line
 from verifier.service.metrics import Metrics
 from verifier.service.outage import StoreOutage
@@ -128,6 +129,7 @@ class Runtime:
     max_batch_bytes: int = 1048576
     fast_path: bool = True  # answer plain POST /v1/verify requests without aiohttp's objects
     access_log: bool = False  # one log line per verdict (VERIFIER_ACCESS_LOG; logs.access_line)
+    connections: ConnectionLimits = ConnectionLimits()  # timeouts and cap, per worker
 
 
 class Endpoint:
@@ -164,6 +166,22 @@ class Endpoint:
 
     def not_found(self) -> Answer:
         return self.refuse(E.NOT_FOUND, "no such endpoint; see /openapi.json")
+
+    def encoding_refusal(self, content_encoding: str) -> Answer | None:
+        """Every framing asks this, on every route, before it reads a body: a body is taken
+        only as it is (no Content-Encoding, or ``identity``), so none is ever inflated."""
+        if content_encoding.strip().lower() == "identity":
+            return None
+        return self.refuse(E.UNSUPPORTED_MEDIA_TYPE, "send the body without Content-Encoding")
+
+    def request_timeout(self) -> Answer:
+        """A request whose head or body did not arrive in time (the framing then closes)."""
+        return self.refuse(E.REQUEST_TIMEOUT, "the request did not arrive in time")
+
+    def malformed_http(self, status: int) -> Answer:
+        """A request a framing could not parse as HTTP/1.1 (the framing then closes)."""
+        answer = self.refuse(E.MALFORMED_REQUEST, "the request is not well-formed HTTP/1.1")
+        return answer if status == answer.status else answer._replace(status=status)
 
     def method_not_allowed(self, method: str) -> Answer:
         return self.refuse(E.METHOD_NOT_ALLOWED, f"{method} is not allowed here")

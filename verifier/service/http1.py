@@ -28,6 +28,7 @@ _USED = frozenset(
         b"authorization",
         b"idempotency-key",
         b"connection",
+        b"content-encoding",
     )
 )
 _ELSEWHERE = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
@@ -51,7 +52,15 @@ class Parsed:
     """One recognised request, whole; the endpoint reads it as a
     :class:`verifier.service.endpoint.Request`."""
 
-    __slots__ = ("end", "authorization", "ctype", "idempotency_key", "close", "body")
+    __slots__ = (
+        "end",
+        "authorization",
+        "ctype",
+        "idempotency_key",
+        "close",
+        "body",
+        "content_encoding",
+    )
 
     def __init__(
         self,
@@ -61,6 +70,7 @@ class Parsed:
         idempotency_key: str | None,
         close: bool,
         body: bytes,
+        content_encoding: str | None = None,
     ) -> None:
         self.end = end  # bytes of the buffer this request took
         self.authorization = authorization
@@ -68,6 +78,7 @@ class Parsed:
         self.idempotency_key = idempotency_key
         self.close = close
         self.body = body
+        self.content_encoding = content_encoding  # the endpoint decides (identity only)
 
     @property
     def content_type(self) -> str:
@@ -84,11 +95,12 @@ class Parsed:
 class _Fields:
     """llhttp's callbacks: the header fields, by lower-case name."""
 
-    __slots__ = ("fields", "repeated")
+    __slots__ = ("fields", "repeated", "complete")
 
     def __init__(self) -> None:
         self.fields: dict[bytes, bytes] = {}
         self.repeated = False  # a header we act on came twice: aiohttp's rules decide
+        self.complete = False  # llhttp saw the end of the head
 
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.lower()
@@ -96,32 +108,66 @@ class _Fields:
             self.repeated = True
         self.fields[key] = value.rstrip(b" \t")  # llhttp drops the leading whitespace
 
-
-def _fields(head: bytes) -> _Fields | None:
-    """The fields of an ASCII head (complete or not) as llhttp reads it; None if it refuses."""
-    found = _Fields()
-    try:
-        httptools.HttpRequestParser(found).feed_data(head)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return None  # refused, or an upgrade (which the fast path never takes)
-    return found
+    def on_headers_complete(self) -> None:
+        self.complete = True
 
 
-def parse(buf: bytes, max_body: int) -> Parsed | Handoff | None:
-    """The first request in ``buf``: Parsed, HANDOFF (aiohttp's), or None (need more bytes)."""
-    end = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
-    if end < 0:  # the head is not complete yet
-        n = min(len(buf), len(REQUEST_LINE))
-        if len(buf) > MAX_HEAD or buf[:n] != REQUEST_LINE[:n] or not buf.isascii():
-            return HANDOFF
+class Head:
+    """One request head as it arrives, each byte looked at once (a head sent a byte at a
+    time costs what it costs in one piece): llhttp is fed only the new bytes."""
+
+    __slots__ = ("found", "parser", "fed", "end")
+
+    def __init__(self) -> None:
+        self.found = _Fields()
+        self.parser = httptools.HttpRequestParser(self.found)
+        self.fed = 0  # bytes of the buffer checked and fed to llhttp
+        self.end = -1  # where the body starts, once the head is complete
+
+    def feed(self, buf: bytes | bytearray) -> bool | None:
+        """True: the head is complete (``end``); None: need more; False: aiohttp's."""
+        start = self.fed
+        stop = buf.find(b"\r\n\r\n", max(0, start - 3), MAX_HEAD + 4)
+        if stop < 0 and len(buf) > MAX_HEAD:
+            return False
+        chunk = buf[start:] if stop < 0 else buf[start : stop + 4]
+        if start < len(REQUEST_LINE):
+            n = min(len(buf), len(REQUEST_LINE))
+            if buf[:n] != REQUEST_LINE[:n]:
+                return False
+        if not chunk.isascii():
+            return False
         # What has arrived must already be well-formed: aiohttp's llhttp rejects a bad line
         # as soon as it arrives, without waiting for the rest of the head.
-        return None if _fields(buf) is not None else HANDOFF
-    head = buf[: end + 4]
-    if not head.startswith(REQUEST_LINE) or not head.isascii():
-        return HANDOFF
-    found = _fields(head)
-    if found is None or found.repeated:
+        try:
+            self.parser.feed_data(chunk)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            return False  # refused, or an upgrade (which the fast path never takes)
+        self.fed = start + len(chunk)
+        if self.found.complete != (stop >= 0):
+            return False  # llhttp ended the head elsewhere (a bare CR or LF): aiohttp's 400
+        if stop < 0:
+            return None
+        self.end = stop + 4
+        return True
+
+
+def parse(
+    buf: bytes | bytearray, max_body: int, head: Head | None = None
+) -> Parsed | Handoff | None:
+    """The first request in ``buf``: Parsed, HANDOFF (aiohttp's), or None (need more bytes).
+
+    ``head`` carries what earlier calls learnt of the same request (a fresh one if None)."""
+    if head is None:
+        head = Head()
+    if head.end < 0:
+        state = head.feed(buf)
+        if state is None:
+            return None
+        if not state:
+            return HANDOFF
+    found = head.found
+    if found.repeated:
         return HANDOFF
     fields = found.fields
     if b"host" not in fields or not _ELSEWHERE.isdisjoint(fields):
@@ -134,18 +180,21 @@ def parse(buf: bytes, max_body: int) -> Parsed | Handoff | None:
     close = _KEEP.get(connection.lower() if connection is not None else None)
     if ctype is None or close is None:
         return HANDOFF
-    stop = end + 4 + int(length)
+    end = head.end
+    stop = end + int(length)
     if len(buf) < stop:
         return None
     auth = fields.get(b"authorization")
     idem = fields.get(b"idempotency-key")
+    encoding = fields.get(b"content-encoding")
     return Parsed(
         stop,
         auth.decode() if auth is not None else None,
         ctype,
         idem.decode() if idem is not None else None,
         close,
-        buf[end + 4 : stop],
+        bytes(buf[end:stop]),
+        encoding.decode() if encoding is not None else None,
     )
 
 

@@ -46,6 +46,13 @@ class Metrics:
         # Gateways' offline acceptances by outcome: confirmed, conflict, rejected.
         self.reconcile: dict[str, int] = dict.fromkeys(("confirmed", "conflict", "rejected"), 0)
         self.latency = Histogram(LATENCY_BUCKETS)
+        # Connections (verifier/service/connections.py): open now; closed before their
+        # request was answered, by cause; closed by a deadline, by phase.
+        self.connections_open = 0
+        self.connections_refused: dict[str, int] = dict.fromkeys(
+            ("limit", "evicted", "malformed"), 0
+        )
+        self.connection_timeouts: dict[str, int] = dict.fromkeys(("header", "body", "keepalive"), 0)
         self.drift: dict[str, Histogram] = {}
 
     def observe_drift(self, institution: str, seconds: float) -> None:
@@ -84,6 +91,23 @@ class Metrics:
             *(
                 f'verifier_reconcile_total{{outcome="{o}"}} {n}'
                 for o, n in sorted(self.reconcile.items())
+            ),
+            "# HELP verifier_connections_open Client connections open in this worker.",
+            "# TYPE verifier_connections_open gauge",
+            f"verifier_connections_open {self.connections_open}",
+            "# HELP verifier_connections_refused_total Connections closed by the service: over "
+            "the cap (limit), to make room (evicted), unparseable request (malformed).",
+            "# TYPE verifier_connections_refused_total counter",
+            *(
+                f'verifier_connections_refused_total{{cause="{c}"}} {n}'
+                for c, n in sorted(self.connections_refused.items())
+            ),
+            "# HELP verifier_connection_timeouts_total Connections closed by a deadline: head, "
+            "body, or idle keep-alive.",
+            "# TYPE verifier_connection_timeouts_total counter",
+            *(
+                f'verifier_connection_timeouts_total{{phase="{p}"}} {n}'
+                for p, n in sorted(self.connection_timeouts.items())
             ),
             "# HELP verifier_request_seconds Service-side processing time of verify requests.",
             "# TYPE verifier_request_seconds histogram",

@@ -26,12 +26,13 @@ from aiohttp import web
 
 from verifier.benefits import BenefitPolicy
 from verifier.benefits_file import load_policy
-from verifier.config import Settings
+from verifier.config import Settings, SidecarSettings
 from verifier.errors import ConfigError, VerifierError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
-from verifier.service.app import ExtraRoute, build_app
+from verifier.service.app import ExtraRoute, QuietRequestHandler, build_app
 from verifier.service.auth import ScannerCache
+from verifier.service.connections import ConnectionLimits, RefusalLog, ensure_descriptors
 from verifier.service.endpoint import Endpoint, Runtime
 from verifier.service.fastpath import Front
 from verifier.service.logs import configure_logging, event
@@ -51,6 +52,16 @@ def claim_policy(settings: Settings) -> ClaimPolicy:
         exp_leeway=settings.exp_leeway,
         future_leeway=settings.future_leeway,
         clock_skew=settings.clock_skew,
+    )
+
+
+def connection_limits(settings: Settings | SidecarSettings) -> ConnectionLimits:
+    """The connection settings of either command, as the framings take them."""
+    return ConnectionLimits(
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        keepalive_timeout=settings.keepalive_seconds,
+        max_connections=settings.max_connections,
     )
 
 
@@ -77,15 +88,14 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
         max_batch_bytes=settings.max_batch_bytes,
         fast_path=settings.fast_path,
         access_log=settings.access_log,
+        connections=connection_limits(settings),
     )
 
 
 class Site:
     """A listening service: aiohttp's runner, and the fast-path front when it is on."""
 
-    def __init__(
-        self, runner: web.AppRunner, server: asyncio.Server | None, front: Front | None
-    ) -> None:
+    def __init__(self, runner: web.AppRunner, server: asyncio.Server, front: Front) -> None:
         self.runner = runner
         self.server = server
         self.front = front
@@ -93,8 +103,6 @@ class Site:
 
     @property
     def addresses(self) -> list[Any]:
-        if self.server is None:
-            return list(self.runner.addresses)
         return [sock.getsockname() for sock in self.server.sockets]
 
     async def cleanup(self) -> None:
@@ -102,9 +110,8 @@ class Site:
         if self._closed:
             return
         self._closed = True
-        if self.server is not None and self.front is not None:
-            self.server.close()
-            await self.front.close()
+        self.server.close()
+        await self.front.close()
         await self.runner.cleanup()
 
 
@@ -117,21 +124,35 @@ async def start_site(
     extra_routes: Sequence[ExtraRoute] = (),
 ) -> Site:
     """Serve ``endpoint`` (default: ``Endpoint(rt)``) through both framings; a gateway sidecar
-    passes its own endpoint and its extra routes."""
-    endpoint = endpoint or Endpoint(rt)
-    app = build_app(rt, endpoint, extra_routes)
+    passes its own endpoint and its extra routes. Every connection is governed by the front
+    (``rt.connections``), whichever framing answers it."""
+    limits = rt.connections
+    ensure_descriptors(limits.max_connections)
+    ep = endpoint or Endpoint(rt)
+    app = build_app(rt, ep, extra_routes)
     # Requests in flight get the same drain on stop as the fast path's (Front.close), not
     # aiohttp's 60 s.
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10.0)
     await runner.setup()
-    if not rt.fast_path:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024)
-        await site.start()
-        return Site(runner, None, None)
-    aiohttp_protocol = runner.server
-    assert aiohttp_protocol is not None  # set up above
-    front = Front(endpoint, aiohttp_protocol, rt.max_body_bytes)
-    server = await asyncio.get_running_loop().create_server(
+    manager = runner.server
+    assert manager is not None  # set up above
+    loop = asyncio.get_running_loop()
+    refusals = RefusalLog()
+
+    def aiohttp_protocol() -> asyncio.Protocol:
+        return QuietRequestHandler(
+            manager,
+            endpoint=ep,
+            refusals=refusals,
+            loop=loop,
+            keepalive_timeout=limits.keepalive_timeout,  # not aiohttp's own (an hour)
+            max_field_size=8190,
+            auto_decompress=False,  # bodies are never inflated (Endpoint.encoding_refusal)
+            access_log=None,
+        )
+
+    front = Front(ep, aiohttp_protocol, rt.max_body_bytes, limits, fast=rt.fast_path)
+    server = await loop.create_server(
         front.protocol, host, port, reuse_port=reuse_port or None, backlog=1024
     )
     return Site(runner, server, front)

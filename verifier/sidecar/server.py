@@ -28,7 +28,7 @@ from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
 from verifier.service.endpoint import Answer, Endpoint, Runtime
 from verifier.service.metrics import Metrics
-from verifier.service.server import Site, install_uvloop, start_site
+from verifier.service.server import Site, connection_limits, install_uvloop, start_site
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import CLOSED, Breaker, BreakerPolicy
 from verifier.sidecar.budget import OfflineBudget
@@ -186,6 +186,7 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
         scanners=scanners,
         metrics=metrics,
         fast_path=settings.fast_path,
+        connections=connection_limits(settings),
     )
     await verdicts.load_unreconciled()
     drainer = Drainer(background, credential, breaker, journal, on_settled=verdicts.reconciled)
