@@ -8,9 +8,9 @@ inside or outside one verifier's edge (room for a slow machine), and is presente
 
 - Every token gets, from each verifier, the verdict the rules give for that verifier's clock,
   except that the second acceptance of one token is ``replayed``: no token is accepted by both.
-- The same after the first claim's nonce has left Redis: a verifier whose clock runs ahead
-  claims a nonce for as long as *it* would accept the token, which is not as long as a slower
-  verifier still would.
+- The same once the faster verifier's own acceptance window has closed: the nonce it claimed
+  must outlive the slower verifier's window too (it once lived only as long as the claiming
+  verifier's clock said, and the slower one accepted the token again).
 
 libfaketime comes from Debian's ``faketime`` package (.ci/run installs it).
 """
