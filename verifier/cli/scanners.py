@@ -1,4 +1,4 @@
-"""`verifier scanners add|revoke`: scanner credentials (only a hash of the secret is stored)."""
+"""`verifier scanners add|list|revoke`: scanner credentials (only a hash of the secret is stored)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 
 from verifier.cli.admin import STORE_EPILOG, admin_settings, check_id, fail, store_flags, with_store
+from verifier.cli.common import print_json
 from verifier.config import AdminSettings
 from verifier.credentials import new_credential
 from verifier.errors import ConfigError
@@ -23,6 +24,12 @@ class AddOptions:
 
 
 @dataclass(frozen=True)
+class ListOptions:
+    store: AdminSettings
+    institution: str
+
+
+@dataclass(frozen=True)
 class RevokeOptions:
     store: AdminSettings
     scanner_id: str
@@ -32,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "scanners",
         help="scanner credentials in the store",
-        description="Issue and revoke the bearer credentials scanners call the service with.",
+        description="Issue, list and revoke the bearer credentials scanners call the service with.",
         epilog=STORE_EPILOG,
     )
     sc = p.add_subparsers(dest="scanners_command", required=True, metavar="COMMAND")
@@ -49,6 +56,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--institution", required=True, metavar="INST", help="an existing institution")
     add.set_defaults(func=_run_add)
 
+    listing = sc.add_parser(
+        "list",
+        parents=[store_flags()],
+        help="list an institution's scanners and whether each is revoked",
+        description="Print the scanners of INST as JSON, revoked ones too: "
+        '[{"id": "s-…", "institution": "INST", "revoked": false}, …], ordered by id. No '
+        "secret or hash is shown. Exit 1 if there is no such institution.",
+        epilog=STORE_EPILOG,
+    )
+    listing.add_argument("--institution", required=True, metavar="INST", help="institution id")
+    listing.set_defaults(func=_run_list)
+
     revoke = sc.add_parser(
         "revoke",
         parents=[store_flags()],
@@ -64,6 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run_add(a: argparse.Namespace) -> int:
     return add_scanner(AddOptions(admin_settings(a, os.environ), a.institution))
+
+
+def _run_list(a: argparse.Namespace) -> int:
+    return list_scanners(ListOptions(admin_settings(a, os.environ), a.institution))
 
 
 def _run_revoke(a: argparse.Namespace) -> int:
@@ -98,6 +121,26 @@ def add_scanner(opts: AddOptions) -> int:
             "institution_not_enabled until it is enabled again",
             file=sys.stderr,
         )
+    return 0
+
+
+def list_scanners(opts: ListOptions) -> int:
+    """Print the institution's scanners as JSON (id, institution, revoked); 1 if no such
+    institution."""
+    inst_id = check_id(opts.institution, "--institution")
+
+    async def work(store: Store) -> tuple[Institution | None, list[Scanner]]:
+        return await store.get_institution(inst_id), await store.scanners_of(inst_id)
+
+    inst, scanners = with_store(opts.store, work)
+    if inst is None and not scanners:
+        return fail(f"no institution {inst_id!r} in the store")
+    print_json([{"id": s.id, "institution": s.institution, "revoked": s.revoked} for s in scanners])
+    revoked = sum(s.revoked for s in scanners)
+    print(
+        f"{len(scanners)} scanner(s) of institution {inst_id}, {revoked} revoked",
+        file=sys.stderr,
+    )
     return 0
 
 
