@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+from urllib.parse import urlsplit
 
 from verifier.durations import parse_duration
 from verifier.errors import ConfigError
@@ -110,6 +111,7 @@ class Settings:
             yield "listen", f"expected HOST:PORT, got {self.listen!r}"
         if not self.store.startswith(("redis://", "rediss://", "memory://")):
             yield "store", "expected redis://…, rediss://… or memory://"
+        yield from _redis_url_problems(self.store)
         if self.workers > 1 and self.store.startswith("memory://"):
             yield "workers", "the memory:// store lives in one process; use --workers 1 or Redis"
         if not self.trust_list:
@@ -151,8 +153,29 @@ class AdminSettings:
             )
         elif not self.store.startswith(("redis://", "rediss://")):
             yield "store", "expected redis://… or rediss://…"
+        yield from _redis_url_problems(self.store)
         yield from _tls_problems(
             self.store, self.redis_ca_file, self.redis_cert_file, self.redis_key_file
+        )
+
+
+def _redis_url_problems(store: str) -> Iterator[tuple[str, str]]:
+    """A redis:// or rediss:// URL that cannot be dialled as written (the messages never
+    repeat the URL: it may carry a password)."""
+    if not store.startswith(("redis://", "rediss://")):
+        return
+    parts = urlsplit(store)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:  # out of range, not a number, or 0
+        yield "store", "the Redis port must be a number from 1 to 65535"
+    path = parts.path.strip("/")
+    if path and not re.fullmatch(r"[0-9]+", path):
+        yield (
+            "store",
+            "the Redis database (the URL's path) must be a number, e.g. redis://host:6379/0",
         )
 
 
@@ -354,4 +377,3 @@ def _split_listen(text: str) -> tuple[str, int] | None:
     if m is None or not 0 <= int(m[2]) < 65536:
         return None
     return m[1].strip("[]") or "0.0.0.0", int(m[2])
-

@@ -61,6 +61,40 @@ def loads_object(data: bytes, *, max_depth: int = 8, max_keys: int = 64) -> dict
     return obj
 
 
+def loads_unique(data: bytes) -> Any:
+    """Parse ``data`` as any JSON value in which no object repeats a key, or raise JSONError.
+
+    No depth or key limits (a request body is bounded by its size). Fast for the usual
+    request body, a flat object: every key is followed by a raw ``:``, so a text with no more
+    colons than its top-level object kept keys holds no other key anywhere, and so no
+    duplicate. Anything else takes the colon count against orjson's re-serialisation (see the
+    module's docstring), and text with ``\\u`` escapes, or nested too deeply for orjson to
+    write back, an exact parse with a pairs hook.
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise JSONError("invalid JSON") from err
+    if type(value) is dict and data.count(b":") == len(value):
+        return value
+    if b"\\u" not in data:
+        try:
+            canonical = orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            pass  # nested deeper than orjson writes: the exact path below
+        else:
+            if data.count(b":") != canonical.count(b":"):
+                raise JSONError("duplicate keys")
+            return value
+    try:
+        _SLOW.decode(data.decode())
+    except RecursionError as err:
+        raise JSONError("nested too deeply") from err
+    except json.JSONDecodeError as err:  # not seen: orjson accepted the text
+        raise JSONError("invalid JSON") from err
+    return value
+
+
 def _walk(value: Any, depth: int, max_depth: int, acc: list[int], max_keys: int) -> None:
     """Enforce the depth limit and count keys in ``acc[0]``."""
     if depth > max_depth:

@@ -194,3 +194,31 @@ def test_openapi_route_serves_the_document_and_404_uses_a_documented_code(
             ]
 
     asyncio.run(body())
+
+
+# -- every status any route can send ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["400", "405", "408", "415", "500"])
+def test_every_operation_documents_the_statuses_any_route_can_send(
+    doc: dict[str, Any], status: str
+) -> None:
+    # 400 a request that is not HTTP/1.1, 405 another method, 408 a head or body too slow,
+    # 415 any Content-Encoding, 500 a bug: the framings answer these on every route.
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                assert status in op["responses"], (path, method, status)
+
+
+def test_405_documents_allow(doc: dict[str, Any]) -> None:
+    assert "Allow" in doc["components"]["responses"]["MethodNotAllowed"]["headers"]
+
+
+def test_offline_limit_is_only_in_the_sidecars_document(doc: dict[str, Any]) -> None:
+    from verifier.errors import OFFLINE_LIMIT
+    from verifier.sidecar.openapi import sidecar_document
+
+    assert OFFLINE_LIMIT not in json.dumps(doc)
+    sidecar = sidecar_document()
+    assert OFFLINE_LIMIT in sidecar["components"]["schemas"]["ReasonCode"]["enum"]

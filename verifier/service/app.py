@@ -184,8 +184,11 @@ def build_app(
     async def not_found(request: web.Request) -> web.Response:
         return to_response(ep.not_found())
 
-    async def method_not_allowed(request: web.Request) -> web.Response:
-        return to_response(ep.method_not_allowed(request.method))
+    def method_not_allowed(allow: str) -> Handler:
+        async def refuse(request: web.Request) -> web.Response:
+            return to_response(ep.method_not_allowed(request.method, allow))
+
+        return refuse
 
     app = web.Application(
         client_max_size=rt.max_batch_bytes,
@@ -206,6 +209,6 @@ def build_app(
     ):
         resource = app.router.add_resource(path)
         resource.add_route(method, handler)
-        resource.add_route("*", method_not_allowed)
+        resource.add_route("*", method_not_allowed(method))
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import orjson
 
@@ -100,6 +100,13 @@ class Verdicts(Protocol):
 
 
 Admitted = tuple[Scanner, Institution | None]
+
+
+@runtime_checkable
+class EvictionWatch(Protocol):
+    """A store that can tell, while running, that it may evict nonces (``RedisStore``)."""
+
+    async def eviction_problem(self) -> str | None: ...
 
 
 class Admission(Protocol):
@@ -183,8 +190,11 @@ class Endpoint:
         answer = self.refuse(E.MALFORMED_REQUEST, "the request is not well-formed HTTP/1.1")
         return answer if status == answer.status else answer._replace(status=status)
 
-    def method_not_allowed(self, method: str) -> Answer:
-        return self.refuse(E.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
+    def method_not_allowed(self, method: str, allow: str) -> Answer:
+        """405 for ``method`` on an endpoint that takes only ``allow`` (the ``Allow`` header,
+        e.g. ``"GET"``)."""
+        answer = self.refuse(E.METHOD_NOT_ALLOWED, f"{method} is not allowed here; use {allow}")
+        return answer._replace(headers={"Allow": allow})
 
     # -- verify -----------------------------------------------------------------------------
 
@@ -280,6 +290,9 @@ class Endpoint:
             await self.rt.store.ping()
         except StoreUnavailable:
             problems.append("store unreachable")
+        store = self.rt.store
+        if isinstance(store, EvictionWatch) and await store.eviction_problem() is not None:
+            problems.append("store may evict nonces")
         body = {
             "ready": not problems,
             "problems": problems,

@@ -8,11 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import orjson
-
 from verifier.benefits import SERVICES
 from verifier.errors import MALFORMED_REQUEST, RequestRefused
 from verifier.money import MoneyError, parse_yuan
+from verifier.strictjson import JSONError, loads_unique
 
 JSON = "application/json"
 TEXT = "text/plain"
@@ -43,14 +42,20 @@ def parse_request_id(value: object) -> str | None:
 
 
 def loads(body: bytes) -> object:
+    """The body's JSON value; a key given twice in one object is refused, never "last wins"."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise _malformed("body is not valid JSON") from err
+        return loads_unique(body)
+    except JSONError as err:
+        raise _malformed(f"body is not valid JSON ({err})") from err
 
 
 def request_from_json(obj: object, idempotency_key: str | None = None) -> VerifyRequest:
-    """Validate a JSON body ``{"token", "request_id"?, "service"?, "amount"?}``."""
+    """Validate a JSON body ``{"token", "request_id"?, "service"?, "amount"?}``.
+
+    An optional field is either absent or of its documented type: ``null`` is refused, so
+    that ``"request_id": null`` can never silently replace the ``Idempotency-Key`` header
+    (the request id given when the field is absent).
+    """
     if type(obj) is not dict:
         raise _malformed("body must be a JSON object")
     unknown = obj.keys() - _FIELDS
@@ -59,12 +64,15 @@ def request_from_json(obj: object, idempotency_key: str | None = None) -> Verify
     token = obj.get("token")
     if type(token) is not str:
         raise _malformed("token must be a string")
-    request_id = parse_request_id(obj.get("request_id", idempotency_key))
-    service, amount = obj.get("service"), obj.get("amount")
-    if (service is None) != (amount is None):
+    request_id = idempotency_key
+    if "request_id" in obj:
+        if obj["request_id"] is None:
+            raise _malformed("request_id must be a string (omit it to use Idempotency-Key)")
+        request_id = parse_request_id(obj["request_id"])
+    if ("service" in obj) != ("amount" in obj):
         raise _malformed("service and amount go together")
-    amount_fen = None
-    if service is not None:
+    service, amount, amount_fen = obj.get("service"), obj.get("amount"), None
+    if "service" in obj:
         if type(service) is not str or service not in SERVICES:
             raise _malformed(f"service must be one of {', '.join(SERVICES)}")
         if type(amount) is not str:
