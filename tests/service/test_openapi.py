@@ -205,10 +205,13 @@ def test_every_operation_documents_the_statuses_any_route_can_send(
 ) -> None:
     # 400 a request that is not HTTP/1.1, 405 another method, 408 a head or body too slow,
     # 415 any Content-Encoding, 500 a bug: the framings answer these on every route.
-    for path, item in doc["paths"].items():
-        for method, op in item.items():
-            if method in HTTP_METHODS:
-                assert status in op["responses"], (path, method, status)
+    from verifier.sidecar.openapi import sidecar_document
+
+    for document in (doc, sidecar_document()):
+        for path, item in document["paths"].items():
+            for method, op in item.items():
+                if method in HTTP_METHODS:
+                    assert status in op["responses"], (path, method, status)
 
 
 def test_405_documents_allow(doc: dict[str, Any]) -> None:

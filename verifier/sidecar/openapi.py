@@ -114,7 +114,11 @@ def sidecar_document() -> dict[str, Any]:
                         }
                     },
                 },
+                "400": {"$ref": "#/components/responses/MalformedHttp"},
                 "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+                "408": {"$ref": "#/components/responses/RequestTimeout"},
+                "415": {"$ref": "#/components/responses/ContentEncodingRefused"},
+                "500": {"$ref": "#/components/responses/InternalError"},
             },
         }
     }
