@@ -29,7 +29,7 @@ from verifier.store import open_store
 
 pytestmark = pytest.mark.timeout(240)
 
-SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+SCHEMATHESIS = [str(Path(sys.executable).with_name("schemathesis"))]
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "25"))
 # Seconds per run: CI does three runs (scanner routes and gateway routes of the centre, the
@@ -99,7 +99,7 @@ def schemathesis(
     """A bounded schemathesis run against ``url``/openapi.json (same seed every time)."""
     return subprocess.run(
         [
-            SCHEMATHESIS,
+            *SCHEMATHESIS,
             "run",
             f"{url}/openapi.json",
             "--url",
@@ -159,4 +159,8 @@ def test_centre_gateway_routes_keep_their_contract(deployment: Deployment, tmp_p
 
 
 def test_sidecar_keeps_its_contract(deployment: Deployment, tmp_path: Path):
-    _passed(schemathesis(deployment.sidecar.url, deployment.credential, tmp_path))
+    # Without the coverage phase: on the sidecar's current document it stops with a runtime
+    # error inside the tool (hypothesis describing a strategy calls ast.parse, and CPython
+    # 3.11.7 raises "SystemError: AST constructor recursion depth mismatch"), not a finding.
+    phases = ("--phases", "examples,fuzzing")
+    _passed(schemathesis(deployment.sidecar.url, deployment.credential, tmp_path, *phases))
