@@ -52,6 +52,8 @@ class AiohttpRequest:
     def idempotency_key(self) -> str | None:
         return self._r.headers.get("Idempotency-Key")
 
+    body = None  # read on demand (read_body)
+
     async def read_body(self, limit: int) -> bytes:
         content, length = self._r.content, self._r.content_length
         try:

@@ -82,6 +82,11 @@ class Request(Protocol):
     def content_length(self) -> int | None: ...
     @property
     def idempotency_key(self) -> str | None: ...
+    @property
+    def body(self) -> bytes | None:
+        """The whole body when the framing has read it already (else None: see read_body)."""
+        ...
+
     async def read_body(self, limit: int) -> bytes:
         """The whole body; RequestRefused ``body_too_large`` past ``limit`` bytes, or
         ``malformed_request`` when it ends early."""
@@ -213,11 +218,17 @@ class Endpoint:
         rt = self.rt
         try:
             self._check_length(req.content_length, rt.max_body_bytes)
-            scanner, inst = await self._admit(req.authorization)
+            # A scanner seen moments ago, and a body the framing has read, need no await.
+            admitted = rt.scanners.cached(req.authorization)
+            if admitted is None:
+                admitted = await rt.scanners.authenticate(req.authorization)
+            scanner, inst = admitted
             ctype = req.content_type
             if ctype not in MEDIA_TYPES:
                 raise RequestRefused(E.UNSUPPORTED_MEDIA_TYPE, "use application/json or text/plain")
-            body = await req.read_body(rt.max_body_bytes)
+            body = req.body
+            if body is None:
+                body = await req.read_body(rt.max_body_bytes)
             vreq = verify_request(ctype, body, req.idempotency_key)
             verdict = await rt.pipeline.verify(scanner, inst, vreq, time.time())
         except (RequestRefused, StoreUnavailable) as err:
