@@ -65,7 +65,7 @@ def setting(
 class Settings:
     """Everything `verifier serve` needs."""
 
-    store: str = DEFAULT_STORE  # redis://, rediss:// or memory://
+    store: str = DEFAULT_STORE  # redis[s]://, redis[s]+cluster:// or memory://
     trust_list: str = ""  # path of the signed trust list (required)
     root_key: str = ""  # path of the root public key (required)
     listen: str = "127.0.0.1:8080"  # HOST:PORT
@@ -96,6 +96,9 @@ class Settings:
     redis_ca_file: str = ""  # rediss://: CA bundle to verify the server (default: system CAs)
     redis_cert_file: str = ""  # rediss://: client certificate (PEM), with redis_key_file
     redis_key_file: str = ""  # rediss://: the client certificate's private key (PEM)
+    # cluster only: a claim is answered once WAIT confirms it on this many replicas, else 503;
+    # a failover then keeps every acknowledged claim (docs/DEPLOYMENT.md)
+    min_replicas: int = setting(0, low=0, high=16)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -109,9 +112,10 @@ class Settings:
         """(field, message) for each rule the settings break; nothing when they are usable."""
         if _split_listen(self.listen) is None:
             yield "listen", f"expected HOST:PORT, got {self.listen!r}"
-        if not self.store.startswith(("redis://", "rediss://", "memory://")):
-            yield "store", "expected redis://…, rediss://… or memory://"
+        if not self.store.startswith(_REDIS_SCHEMES + ("memory://",)):
+            yield "store", "expected redis://…, rediss://…, redis+cluster://…, or memory://"
         yield from _redis_url_problems(self.store)
+        yield from _min_replicas_problems(self.store, self.min_replicas)
         if self.workers > 1 and self.store.startswith("memory://"):
             yield "workers", "the memory:// store lives in one process; use --workers 1 or Redis"
         if not self.trust_list:
@@ -136,7 +140,7 @@ class Settings:
 class AdminSettings:
     """Where the admin commands (`registry`, `institutions`, `scanners`) write: the store."""
 
-    store: str = DEFAULT_STORE  # redis:// or rediss://
+    store: str = DEFAULT_STORE  # redis://, rediss://, redis+cluster:// or rediss+cluster://
     allow_eviction: bool = False  # write to an evicting Redis anyway
     redis_ca_file: str = ""  # rediss:// only, as for Settings
     redis_cert_file: str = ""
@@ -151,17 +155,35 @@ class AdminSettings:
                 "it; point the store at Redis (redis://host:port/db), or use `verifier demo` "
                 "for a self-contained demo",
             )
-        elif not self.store.startswith(("redis://", "rediss://")):
-            yield "store", "expected redis://… or rediss://…"
+        elif not self.store.startswith(_REDIS_SCHEMES):
+            yield "store", "expected redis://…, rediss://…, redis+cluster://… or rediss+cluster://…"
         yield from _redis_url_problems(self.store)
         yield from _tls_problems(
             self.store, self.redis_ca_file, self.redis_cert_file, self.redis_key_file
         )
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")
+_TLS_SCHEMES = ("rediss://", "rediss+cluster://")
+
+
+def _min_replicas_problems(store: str, min_replicas: int) -> Iterator[tuple[str, str]]:
+    """Replica confirmation (WAIT per claim) is built for the cluster store only."""
+    if min_replicas and not store.startswith(("redis+cluster://", "rediss+cluster://")):
+        yield "min_replicas", "replica confirmation needs a redis+cluster:// store; set it to 0"
+
+
 def _redis_url_problems(store: str) -> Iterator[tuple[str, str]]:
-    """A redis:// or rediss:// URL that cannot be dialled as written (the messages never
-    repeat the URL: it may carry a password)."""
+    """A Redis URL that cannot be dialled as written (the messages never repeat the URL: it
+    may carry a password)."""
+    if store.startswith(("redis+cluster://", "rediss+cluster://")):
+        from verifier.store.slots import ClusterURL  # verifier.store imports this module
+
+        try:
+            ClusterURL.parse(store)
+        except ConfigError as err:
+            yield "store", str(err).removeprefix("VERIFIER_STORE: ")
+        return
     if not store.startswith(("redis://", "rediss://")):
         return
     parts = urlsplit(store)
@@ -182,10 +204,15 @@ def _redis_url_problems(store: str) -> Iterator[tuple[str, str]]:
 def _tls_problems(
     store: str, ca_file: str, cert_file: str, key_file: str
 ) -> Iterator[tuple[str, str]]:
-    """The TLS files of a Redis store: only for rediss://, a certificate only with its key."""
-    if (ca_file or cert_file or key_file) and not store.startswith("rediss://"):
+    """The TLS files of a Redis store: only for rediss:// and rediss+cluster://, a certificate
+    only with its key."""
+    if (ca_file or cert_file or key_file) and not store.startswith(_TLS_SCHEMES):
         named = "redis_ca_file" if ca_file else "redis_cert_file" if cert_file else "redis_key_file"
-        yield named, "TLS files are used only with a rediss:// store; the store is not TLS"
+        yield (
+            named,
+            "TLS files are used only with a rediss:// or rediss+cluster:// store; "
+            "the store is not TLS",
+        )
     elif cert_file and not key_file:
         yield "redis_key_file", "the client certificate (VERIFIER_REDIS_CERT_FILE) needs its key"
     elif key_file and not cert_file:

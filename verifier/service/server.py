@@ -74,6 +74,7 @@ async def open_runtime(settings: Settings, store: Store | None = None) -> Runtim
             settings.store,
             deadline_ms=settings.store_deadline_ms,
             allow_eviction=settings.allow_eviction,
+            min_replicas=settings.min_replicas,
             reconcile_window_ms=settings.reconcile_window,
             tls_files=(settings.redis_ca_file, settings.redis_cert_file, settings.redis_key_file),
         )
