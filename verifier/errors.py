@@ -60,6 +60,9 @@ PHYSICAL_CARD_INACTIVE = "physical_card_inactive"
 # The token was genuine and its nonce is spent, but the holder record the store holds is in a
 # shape the records codec refuses: never a 500, never a silent "ok".
 RECORD_UNREADABLE = "record_unreadable"
+# The store may have forgotten claims (a Redis node restarted, failed over or was flushed)
+# after this token was issued: whether it was used cannot be told. Show a fresh code.
+REISSUE_REQUIRED = "reissue_required"
 
 SERVICE_REASONS: frozenset[str] = frozenset(
     {
@@ -71,6 +74,7 @@ SERVICE_REASONS: frozenset[str] = frozenset(
         COVERAGE_TERMINATED,
         PHYSICAL_CARD_INACTIVE,
         RECORD_UNREADABLE,
+        REISSUE_REQUIRED,
     }
 )
 

@@ -86,6 +86,7 @@ def test_claim_writes_the_documented_keys_and_values(redis_url: str) -> None:
             b"vu:{h-alice}:n1",
             b"vu:{h-alice}:n2",
             b"vu:{h-nobody}:n3",
+            b"vf:marker",  # the node's marker (verifier.store.identity): a flush removes it
         }
     finally:
         client.close()

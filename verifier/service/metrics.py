@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Callable
+
+from verifier.store.identity import Forgetting
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 # now - iat as seen by the service, per institution: shows scanner (or phone) clock drift.
@@ -54,6 +57,8 @@ class Metrics:
         )
         self.connection_timeouts: dict[str, int] = dict.fromkeys(("header", "body", "keepalive"), 0)
         self.drift: dict[str, Histogram] = {}
+        # What the store found it may have forgotten (the pipeline points this at its store).
+        self.forgettings: Callable[[], list[Forgetting]] = list
 
     def observe_drift(self, institution: str, seconds: float) -> None:
         h = self.drift.get(institution)
@@ -126,6 +131,19 @@ class Metrics:
         ]
         for inst, h in sorted(self.drift.items()):
             lines += h.render("verifier_token_age_seconds", f'institution="{_escape(inst)}"')
+        latest: dict[tuple[str, str], float] = {}
+        for f in self.forgettings():
+            latest[(f.where, f.why)] = max(f.at, latest.get((f.where, f.why), 0.0))
+        lines += [
+            "# HELP verifier_store_forgot_at_seconds When (Unix time) the store last found a "
+            "node that may have forgotten claims, by node and cause: tokens issued before "
+            "then are refused (reissue_required) until they expire.",
+            "# TYPE verifier_store_forgot_at_seconds gauge",
+            *(
+                f'verifier_store_forgot_at_seconds{{node="{_escape(w)}",why="{_escape(y)}"}} {t:.3f}'
+                for (w, y), t in sorted(latest.items())
+            ),
+        ]
         return "\n".join(lines) + "\n"
 
 

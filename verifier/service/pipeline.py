@@ -41,6 +41,7 @@ class Pipeline:
         self.claim_policy = claim_policy
         self.benefits = benefits
         self.metrics = metrics
+        metrics.forgettings = lambda: store.forgettings
         self.views = views.Views(benefits)
         self._verifier: TokenVerifier | None = None
 
@@ -70,8 +71,17 @@ class Pipeline:
         if inst is None or not inst.enabled or tok.card not in inst.cards:
             return self._verdict(E.INSTITUTION_NOT_ENABLED, card=card)
         self.metrics.observe_drift(inst.id, now - tok.iat)
+        forgotten = self.store.forgotten_before
+        if forgotten is not None and tok.iat < forgotten:
+            # The store may have lost the claim of this token: refuse it, and its nonce is
+            # not claimed (a fresh code, issued after the loss, is served at once).
+            return self._verdict(E.REISSUE_REQUIRED, card=card)
         ttl_ms = self.claim_policy.nonce_ttl_ms(tok.exp, now)
         claim = await self.store.claim(tok.sub, tok.jti, scanner.id, req.request_id, ttl_ms)
+        if self.store.forgotten_before != forgotten:  # found while this claim reconnected
+            forgotten = self.store.forgotten_before
+            if forgotten is not None and tok.iat < forgotten:
+                return self._verdict(E.REISSUE_REQUIRED, card=card)
         if claim.outcome == REPLAYED:
             return self._verdict(E.REPLAYED, card=card)  # no holder data for a replay
         out = self.held(tok, card, claim, req.service, req.amount_fen)

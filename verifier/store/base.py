@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 from verifier import codec
 from verifier.errors import RecordError, StoreUnavailable
 from verifier.records import Conflict, Gateway, Holder, Institution, Scanner
+from verifier.store.identity import Forgetting
 
 T = TypeVar("T")
 
@@ -108,6 +109,22 @@ class Store(Protocol):
     # How long a claim's use record is kept (at least as long as its nonce), in milliseconds:
     # the VERIFIER_RECONCILE_WINDOW setting. Older offline uses cannot be reconciled.
     reconcile_window_ms: int
+
+    @property
+    def forgotten_before(self) -> float | None:
+        """When the store last found it may have forgotten claims (Unix seconds), or None.
+
+        A node restarted or failed over, or its data was flushed: a nonce claimed before then
+        may be free again, so a token issued before then cannot be told unused and is
+        refused (``reissue_required``) until it expires. Found before any claim is answered
+        from a node's new state, except a flush of a node whose connection stays up, found
+        at the next periodic check (:mod:`verifier.store.identity`)."""
+        ...
+
+    @property
+    def forgettings(self) -> list[Forgetting]:
+        """The latest detections (when, which node, why), oldest first, for ``/metrics``."""
+        ...
 
     async def claim(
         self, sub: str, jti: str, claimant: str, request_id: str | None, ttl_ms: int

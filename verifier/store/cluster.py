@@ -45,6 +45,7 @@ from verifier.store.base import REPLAYED, Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
 from verifier.store.cluster_checks import NodeReport, judge_cluster, replica_addresses
 from verifier.store.cluster_router import ClusterRouter, Confirm, Reply, describe
+from verifier.store.identity import Forgetting
 from verifier.store.keys import (
     check_claim_args,
     holder_key,
@@ -133,6 +134,17 @@ class ClusterStore(GatewayRecords):
             min_replicas=min_replicas,
             tls=self._tls,
         )
+
+    @property
+    def forgotten_before(self) -> float | None:
+        """See :attr:`verifier.store.base.Store.forgotten_before`: a node restarted, or a
+        master that was not one (a promoted replica); a FLUSHALL is not seen on a cluster."""
+        return self._router.watch.forgotten_before
+
+    @property
+    def forgettings(self) -> list[Forgetting]:
+        """See :attr:`verifier.store.base.Store.forgettings`."""
+        return list(self._router.watch.detections)
 
     # -- routing (the interface GatewayRecords relies on, as RedisStore's) -----------------
 

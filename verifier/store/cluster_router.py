@@ -16,11 +16,13 @@ error propagates (the command may have run) and is never sent again. Connection 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
 
 from verifier.errors import StoreUnavailable
+from verifier.store.identity import Watch, cluster_greeting, parse_greeting
 from verifier.store.node import Node, NodeConnection
 from verifier.store.resp import ConnectionDown, RespError, pack
 from verifier.store.slots import (
@@ -76,6 +78,10 @@ class ClusterRouter:
         self._nodes: dict[Address, Node] = {}
         self._refresh: asyncio.Task[None] | None = None
         self._refreshed_at = -REFRESH_INTERVAL_S
+        # Forgetting means reject (verifier.store.identity): every connection reads its
+        # node's identity before it carries a command, and a node that becomes a master of
+        # the map it was not (a promoted replica) is a detection before any claim reaches it.
+        self.watch = Watch()
 
     def node(self, address: Address) -> Node:
         """The node at ``address``, created (without connecting) on first use."""
@@ -87,6 +93,8 @@ class ClusterRouter:
                 connect_timeout=self._admin_deadline,
                 stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
                 tls=self._tls,
+                greeting=cluster_greeting,
+                on_greeting=functools.partial(self._greeted, where(address)),
             )
             node = self._nodes[address] = Node(address, conn, self._min_replicas)
         return node
@@ -95,7 +103,16 @@ class ClusterRouter:
         """Addresses of the masters in the current slot map (empty before the first use)."""
         return list(dict.fromkeys(r.master for r in self.ranges))
 
+    def _greeted(self, name: str, replies: list[object]) -> None:
+        identity, _ = parse_greeting(replies)
+        self.watch.observe(name, identity, time.time())
+
     def _apply(self, ranges: list[SlotRange]) -> None:
+        if self.ranges:
+            before = set(self.masters())
+            for address in dict.fromkeys(r.master for r in ranges):
+                if address not in before:
+                    self.watch.found(where(address), "became a master", time.time())
         slots: list[Node | None] = [None] * SLOTS
         for r in ranges:
             node = self.node(r.master)
@@ -204,6 +221,8 @@ class ClusterRouter:
                     raise StoreUnavailable(f"redis cluster: slot {slot} keeps moving ({text})")
                 target = self.node(redirect.address)
                 if not redirect.ask:
+                    if redirect.address not in self.masters():  # before it gets the command
+                        self.watch.found(where(redirect.address), "became a master", time.time())
                     self.slots[slot] = target
                     self.refresh_soon()
                 node, asking = target, redirect.ask

@@ -33,6 +33,7 @@ from verifier.store.base import (
     claim_result,
     read_record,
 )
+from verifier.store.identity import Forgetting
 from verifier.store.keys import (
     GATEWAY_PREFIX,
     HOLDER_PREFIX,
@@ -91,6 +92,10 @@ class MemoryStore:
         self._nonces: dict[tuple[str, str], _Nonce] = {}
         self._expiry: list[tuple[float, tuple[str, str]]] = []
         self._closed = False
+        # It never forgets while it lives, and what it forgets when it ends goes with the
+        # process that answered from it: nothing to detect.
+        self.forgotten_before: float | None = None
+        self.forgettings: list[Forgetting] = []
 
     @property
     def nonce_count(self) -> int:

@@ -35,6 +35,14 @@ from verifier.errors import ConfigError, StoreAuthFailed, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
+from verifier.store.identity import (
+    CHECK_INTERVAL_S,
+    Forgetting,
+    Watch,
+    greeting,
+    parse_greeting,
+    raise_forgotten,
+)
 from verifier.store.keys import (
     check_claim_args,
     holder_key,
@@ -44,7 +52,14 @@ from verifier.store.keys import (
     scanner_key,
 )
 from verifier.store.redis_gateways import GatewayRecords
-from verifier.store.resp import AuthFailed, PipelinedConnection, RespError, auth_failure, pack
+from verifier.store.resp import (
+    AuthFailed,
+    ConnectionDown,
+    PipelinedConnection,
+    RespError,
+    auth_failure,
+    pack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +108,10 @@ class RedisStore(GatewayRecords):
         self._watch_policy = False
         self._policy_read_at = -EVICTION_RECHECK_SECONDS
         self._policy_problem: str | None = None
+        # Forgetting means reject (verifier.store.identity): the node's identity is read on
+        # every new connection before it carries a claim, and again every CHECK_INTERVAL_S.
+        self._watch = Watch()
+        self._checking: asyncio.Future[None] | None = None
         # Calls in flight together share one write and one read (auto-pipelining). A command
         # unanswered for 20 deadlines (paused server, dead network) closes the connection.
         self._conn = PipelinedConnection(
@@ -101,7 +120,55 @@ class RedisStore(GatewayRecords):
             connect_timeout=self._admin_deadline,
             stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
             tls=tls,
+            greeting=greeting,
+            on_greeting=self._greeted,
         )
+        self._where = f"{self._conn.host}:{self._conn.port}"
+
+    @property
+    def forgotten_before(self) -> float | None:
+        """See :attr:`verifier.store.base.Store.forgotten_before`."""
+        return self._watch.forgotten_before
+
+    @property
+    def forgettings(self) -> list[Forgetting]:
+        """See :attr:`verifier.store.base.Store.forgettings`."""
+        return list(self._watch.detections)
+
+    def _greeted(self, replies: list[object]) -> None:
+        """The node's identity as a new connection (or a periodic check) read it."""
+        identity, recorded = parse_greeting(replies)
+        self._watch.recorded(recorded)
+        found = self._watch.observe(self._where, identity, time.time())
+        if found is not None:  # tell verifier processes that start later (best effort)
+            asyncio.get_running_loop().call_soon(self._record, found.at)
+
+    def _record(self, at: float) -> None:
+        if not self._closed:
+            task = asyncio.ensure_future(self._conn.call(raise_forgotten(at), self._admin_deadline))
+            task.add_done_callback(_log_record_failure)
+
+    async def _recheck(self) -> None:
+        """Read the node's identity again (one check shared by every caller waiting for it)."""
+        if self._checking is None:
+            self._checking = asyncio.ensure_future(self._check_identity())
+            self._checking.add_done_callback(self._checked)
+        await asyncio.shield(self._checking)
+
+    def _checked(self, task: asyncio.Future[None]) -> None:
+        self._checking = None
+        if not task.cancelled():
+            task.exception()  # retrieved here; the waiters get it too
+
+    async def _check_identity(self) -> None:
+        async def read() -> list[object]:
+            return list(await asyncio.gather(*(self._conn.call(c) for c in greeting())))
+
+        replies = await self._call("identity check", self._deadline, read)
+        try:
+            self._greeted(replies)
+        except ConnectionDown as err:
+            raise StoreUnavailable(f"redis identity check: {err}") from err
 
     async def _send_and_read(
         self, commands: Sequence[Command], deadline: float | None = None
@@ -157,6 +224,8 @@ class RedisStore(GatewayRecords):
         check_claim_args(sub, jti, claimant, request_id, ttl_ms)
         if self._closed:
             raise StoreUnavailable("redis store is closed")
+        if time.monotonic() - self._watch.checked_at > CHECK_INTERVAL_S:
+            await self._recheck()  # a claim waits for a due identity check, never passes it
         hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
         uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
         cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
@@ -328,6 +397,11 @@ def _failure(what: str, err: RespError | OSError | ssl.SSLError) -> StoreUnavail
             "signed by a trusted CA: set VERIFIER_REDIS_CA_FILE to the CA that signed it"
         )
     return StoreUnavailable(f"redis {what}: {type(err).__name__}: {err}")
+
+
+def _log_record_failure(task: asyncio.Future[object]) -> None:
+    if not task.cancelled() and (err := task.exception()) is not None:
+        log.warning("redis: could not record the detection on the node: %s", err)
 
 
 def _policy_problem(reply: object) -> str | None:

@@ -24,6 +24,7 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -159,6 +160,11 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(data)
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class PipelinedConnection:
     """One auto-pipelined connection to the server named by a ``redis://``/``rediss://`` URL."""
 
@@ -170,8 +176,16 @@ class PipelinedConnection:
         connect_timeout: float = 2.0,
         stall_timeout: float = 1.0,
         tls: ssl.SSLContext | None = None,
+        greeting: Callable[[], Sequence[bytes]] | None = None,
+        on_greeting: Callable[[list[Any]], None] | None = None,
     ) -> None:
-        """``tls`` is the context of a ``rediss://`` URL (default: :func:`tls_context`)."""
+        """``tls`` is the context of a ``rediss://`` URL (default: :func:`tls_context`).
+
+        ``greeting()``: packed commands sent on every new connection right after AUTH/SELECT,
+        in the same write; their replies (error replies as RespError values) go to
+        ``on_greeting`` before the connection carries any call. It may raise ConnectionDown
+        to refuse the connection (the store's identity check, :mod:`verifier.store.identity`).
+        """
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 6379
@@ -182,6 +196,8 @@ class PipelinedConnection:
         path = parts.path.strip("/")
         self.db = int(path) if path.isdigit() else 0
         self.connect_timeout = connect_timeout
+        self.greeting = greeting
+        self.on_greeting = on_greeting
         self.stall_timeout = stall_timeout
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
@@ -207,6 +223,9 @@ class PipelinedConnection:
         if self.db:
             handshake.append(pack("SELECT", self.db))
         futures = [self._send(proto, cmd) for cmd in handshake]
+        greeted = [self._send(proto, cmd) for cmd in (self.greeting() if self.greeting else ())]
+        for fut in greeted:
+            fut.add_done_callback(_retrieve)  # a refused handshake leaves them unread
         for fut in futures:
             reply = await fut
             if isinstance(reply, RespError):
@@ -215,6 +234,13 @@ class PipelinedConnection:
                 if why is not None:
                     raise AuthFailed(why)
                 raise ConnectionDown(f"Redis refused AUTH/SELECT: {reply}")
+        if self.on_greeting is not None:
+            replies = [await fut for fut in greeted]
+            try:
+                self.on_greeting(replies)
+            except ConnectionDown as err:
+                proto.fail(err)
+                raise
         return proto
 
     async def _ready(self) -> _Protocol:
