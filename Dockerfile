@@ -29,7 +29,7 @@
 #   VERIFIER_MAX_BODY_BYTES      /v1/verify body limit (default 8192)
 #   VERIFIER_MAX_BATCH_BYTES     /v1/verify/batch body limit (default 1048576)
 #   VERIFIER_TRUST_POLL_SECONDS  how often the trust list file is checked for changes (default 2)
-#   VERIFIER_EXP_LEEWAY, VERIFIER_FUTURE_LEEWAY, VERIFIER_MAX_LIFETIME   token time rules (s)
+#   VERIFIER_EXP_LEEWAY, VERIFIER_FUTURE_LEEWAY, VERIFIER_MAX_LIFETIME   time rules (30s, 5m)
 #   VERIFIER_LOG_LEVEL           debug | info | warning | error (default info)
 #   VERIFIER_LOG_FORMAT          text | json (one object per line, for a log shipper)
 #   VERIFIER_ACCESS_LOG          true: one line per verdict (institution, scanner, reason, latency)

@@ -61,6 +61,32 @@ def setting(
     return dataclasses.field(default=default, metadata={"low": low, "high": high, "parse": parse})
 
 
+def _claim_duration(low: int, high: int) -> Parser:
+    """A parser of one claim-policy duration: units required (``30s``, ``5m``), whole seconds
+    only (the claim policy counts in seconds), from ``low`` to ``high`` seconds (the caps of
+    verifier/policy.py); the value is milliseconds, as every duration setting's."""
+
+    def parse(label: str, raw: object) -> int:
+        ms = parse_duration(label, raw)
+        if ms % 1000:
+            raise ConfigError(
+                f"{label}: whole seconds only (the claim policy counts in seconds), got {raw!r}"
+            )
+        if not low <= ms // 1000 <= high:
+            raise ConfigError(f"{label}: must be between {low}s and {high}s, got {raw!r}")
+        return ms
+
+    return parse
+
+
+def claim_seconds(ms: int) -> int:
+    """Whole seconds of a claim-policy setting (milliseconds), as ClaimPolicy takes them."""
+    seconds, rest = divmod(ms, 1000)
+    if rest:
+        raise ValueError(f"a claim-policy duration must be whole seconds, got {ms} ms")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything `verifier serve` needs."""
@@ -77,11 +103,12 @@ class Settings:
     max_body_bytes: int = setting(8192, low=256, high=65_536)  # one verify request
     max_batch_bytes: int = setting(1_048_576, low=256, high=67_108_864)  # one batch request
     trust_poll_seconds: float = setting(2.0, low=0.1, high=86_400)  # trust file change check
-    exp_leeway: int = setting(30, low=0, high=MAX_EXP_LEEWAY)  # seconds accepted after exp
-    future_leeway: int = setting(5, low=0, high=MAX_FUTURE_LEEWAY)  # iat/nbf ahead of now
-    max_lifetime: int = setting(300, low=1, high=MAX_LIFETIME_CAP)  # longest exp - iat
+    # The claim policy, in milliseconds of whole seconds (30s, 5m); claim_seconds() for ClaimPolicy
+    exp_leeway: int = setting(30_000, parse=_claim_duration(0, MAX_EXP_LEEWAY))  # after exp
+    future_leeway: int = setting(5_000, parse=_claim_duration(0, MAX_FUTURE_LEEWAY))  # iat/nbf
+    max_lifetime: int = setting(300_000, parse=_claim_duration(1, MAX_LIFETIME_CAP))  # exp - iat
     # between verifiers; nonces are kept this much longer
-    clock_skew: int = setting(60, low=0, high=MAX_CLOCK_SKEW)
+    clock_skew: int = setting(60_000, parse=_claim_duration(0, MAX_CLOCK_SKEW))
     log_level: str = "info"
     log_format: str = "text"  # text | json (one object per line, for a log shipper)
     access_log: bool = False  # one line per verdict: institution, scanner, reason, latency
@@ -126,7 +153,7 @@ class Settings:
             yield "max_batch_bytes", f"must be at least max_body_bytes ({self.max_body_bytes})"
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             yield "log_level", "one of debug, info, warning, error"
-        if self.reconcile_window < (self.max_lifetime + self.exp_leeway) * 1000:
+        if self.reconcile_window < self.max_lifetime + self.exp_leeway:
             # A shorter window would forget a use while its token can still be presented.
             yield "reconcile_window", "must be at least max_lifetime + exp_leeway"
         if self.log_format not in LOG_FORMATS:
@@ -235,9 +262,9 @@ class SidecarSettings:
     offline_max_amount: int = setting(50_000, parse=parse_amount)  # fen per holder per window
     offline_max_age: int = setting(43_200_000, parse=parse_duration)  # 12h, then 503
     sync_interval: int = setting(10_000, low=100, parse=parse_duration)  # directory, trust list
-    exp_leeway: int = setting(30, low=0, high=MAX_EXP_LEEWAY)  # as the centre's
-    future_leeway: int = setting(5, low=0, high=MAX_FUTURE_LEEWAY)
-    max_lifetime: int = setting(300, low=1, high=MAX_LIFETIME_CAP)
+    exp_leeway: int = setting(30_000, parse=_claim_duration(0, MAX_EXP_LEEWAY))  # as the centre's
+    future_leeway: int = setting(5_000, parse=_claim_duration(0, MAX_FUTURE_LEEWAY))
+    max_lifetime: int = setting(300_000, parse=_claim_duration(1, MAX_LIFETIME_CAP))
     log_level: str = "info"
     fast_path: bool = True
     header_timeout_seconds: float = setting(10.0, low=0.1, high=3600)  # as the centre's

@@ -164,12 +164,15 @@ def test_help_everywhere(argv: list[str], capsys) -> None:
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("VERIFIER_EXP_LEEWAY", "1000"),  # cap 300
-        ("VERIFIER_FUTURE_LEEWAY", "61"),  # cap 60
-        ("VERIFIER_MAX_LIFETIME", "3601"),  # cap 3600
+        ("VERIFIER_EXP_LEEWAY", "1000s"),  # cap 300s
+        ("VERIFIER_FUTURE_LEEWAY", "61s"),  # cap 60s
+        ("VERIFIER_MAX_LIFETIME", "3601s"),  # cap 3600s
+        ("VERIFIER_CLOCK_SKEW", "11m"),  # cap 600s
+        ("VERIFIER_EXP_LEEWAY", "1000"),  # a bare number: refused as one
+        ("VERIFIER_CLOCK_SKEW", "1500ms"),  # not whole seconds
     ],
 )
-def test_serve_refuses_a_leeway_above_its_cap_naming_the_variable(
+def test_serve_refuses_a_bad_claim_duration_naming_the_variable(
     keys: Path, capsys, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
     # Regression: the settings loader accepted VERIFIER_EXP_LEEWAY=1000 and start-up then

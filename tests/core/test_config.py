@@ -10,7 +10,14 @@ import pytest
 
 from verifier.config import AdminSettings, Settings, load, load_settings, setting
 from verifier.errors import ConfigError
-from verifier.policy import MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP, ClaimPolicy
+from verifier.policy import (
+    MAX_CLOCK_SKEW,
+    MAX_EXP_LEEWAY,
+    MAX_FUTURE_LEEWAY,
+    MAX_LIFETIME_CAP,
+    ClaimPolicy,
+)
+from verifier.service.server import claim_policy
 
 REQUIRED = {"VERIFIER_TRUST_LIST": "trust.paseto", "VERIFIER_ROOT_KEY": "root.public"}
 
@@ -27,7 +34,9 @@ def write_toml(tmp_path: Path, text: str) -> str:
 def test_exp_leeway_above_the_cap_is_refused_by_the_loader_naming_the_variable() -> None:
     # Was accepted by the loader, then failed at start-up as "policy.exp_leeway must be …",
     # which names no variable an operator can find.
-    with pytest.raises(ConfigError, match=r"^VERIFIER_EXP_LEEWAY: .*300.*1000"):
+    with pytest.raises(ConfigError, match=r"^VERIFIER_EXP_LEEWAY: .*300s.*1000s"):
+        load_settings({**REQUIRED, "VERIFIER_EXP_LEEWAY": "1000s"})
+    with pytest.raises(ConfigError, match=r"^VERIFIER_EXP_LEEWAY: .*bare number"):
         load_settings({**REQUIRED, "VERIFIER_EXP_LEEWAY": "1000"})
 
 
@@ -35,15 +44,18 @@ def test_exp_leeway_above_the_cap_is_refused_by_the_loader_naming_the_variable()
 
 LIMITS = [
     # (variable, value, accepted)
-    ("VERIFIER_EXP_LEEWAY", str(MAX_EXP_LEEWAY), True),  # exactly at the cap
-    ("VERIFIER_EXP_LEEWAY", str(MAX_EXP_LEEWAY + 1), False),  # one past it
-    ("VERIFIER_EXP_LEEWAY", "0", True),  # no leeway at all
-    ("VERIFIER_EXP_LEEWAY", "-1", False),  # negative
-    ("VERIFIER_FUTURE_LEEWAY", str(MAX_FUTURE_LEEWAY), True),
-    ("VERIFIER_FUTURE_LEEWAY", str(MAX_FUTURE_LEEWAY + 1), False),
-    ("VERIFIER_MAX_LIFETIME", str(MAX_LIFETIME_CAP), True),
-    ("VERIFIER_MAX_LIFETIME", str(MAX_LIFETIME_CAP + 1), False),
-    ("VERIFIER_MAX_LIFETIME", "0", False),  # no token could ever be valid
+    ("VERIFIER_EXP_LEEWAY", f"{MAX_EXP_LEEWAY}s", True),  # exactly at the cap
+    ("VERIFIER_EXP_LEEWAY", f"{MAX_EXP_LEEWAY + 1}s", False),  # one past it
+    ("VERIFIER_EXP_LEEWAY", "0s", True),  # no leeway at all
+    ("VERIFIER_EXP_LEEWAY", "-1s", False),  # negative
+    ("VERIFIER_FUTURE_LEEWAY", f"{MAX_FUTURE_LEEWAY}s", True),
+    ("VERIFIER_FUTURE_LEEWAY", f"{MAX_FUTURE_LEEWAY + 1}s", False),
+    ("VERIFIER_MAX_LIFETIME", f"{MAX_LIFETIME_CAP}s", True),
+    ("VERIFIER_MAX_LIFETIME", "1h", True),  # the same cap, another unit
+    ("VERIFIER_MAX_LIFETIME", f"{MAX_LIFETIME_CAP + 1}s", False),
+    ("VERIFIER_MAX_LIFETIME", "0s", False),  # no token could ever be valid
+    ("VERIFIER_CLOCK_SKEW", f"{MAX_CLOCK_SKEW}s", True),
+    ("VERIFIER_CLOCK_SKEW", f"{MAX_CLOCK_SKEW + 1}s", False),
     ("VERIFIER_STORE_DEADLINE_MS", "1", True),
     ("VERIFIER_STORE_DEADLINE_MS", "0", False),  # every store call would time out
     ("VERIFIER_STORE_DEADLINE_MS", "10000", True),
@@ -82,13 +94,22 @@ def test_every_accepted_claim_setting_builds_a_claim_policy(
 ) -> None:
     s = load_settings(
         REQUIRED,
-        {"exp_leeway": exp_leeway, "future_leeway": future_leeway, "max_lifetime": max_lifetime},
+        {
+            "exp_leeway": f"{exp_leeway}s",
+            "future_leeway": f"{future_leeway}s",
+            "max_lifetime": f"{max_lifetime}s",
+        },
     )
-    ClaimPolicy(max_lifetime=s.max_lifetime, exp_leeway=s.exp_leeway, future_leeway=s.future_leeway)
+    policy = claim_policy(s)
+    assert (policy.exp_leeway, policy.future_leeway, policy.max_lifetime) == (
+        exp_leeway,
+        future_leeway,
+        max_lifetime,
+    )
 
 
 def test_a_value_from_the_config_file_is_named_by_file_and_key(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, 'trust_list = "t"\nroot_key = "r"\nexp_leeway = 1000\n')
+    path = write_toml(tmp_path, 'trust_list = "t"\nroot_key = "r"\nexp_leeway = "1000s"\n')
     with pytest.raises(ConfigError) as info:
         load_settings({"VERIFIER_CONFIG": path})
     assert str(info.value).startswith(f"config file {path}, key exp_leeway: ")
@@ -164,16 +185,16 @@ def test_unreadable_config_file_is_named(tmp_path: Path) -> None:
 
 
 def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, "workers = 2\nstore_deadline_ms = 70\nexp_leeway = 40\n")
+    path = write_toml(tmp_path, 'workers = 2\nstore_deadline_ms = 70\nexp_leeway = "40s"\n')
     environ = {
         **REQUIRED,
         "VERIFIER_CONFIG": path,
         "VERIFIER_WORKERS": "3",
-        "VERIFIER_EXP_LEEWAY": "50",
+        "VERIFIER_EXP_LEEWAY": "50s",
     }
     s = load_settings(environ, {"workers": 4, "exp_leeway": None})  # None = flag not given
     assert s.workers == 4  # flag over environment and file
-    assert s.exp_leeway == 50  # environment over file
+    assert s.exp_leeway == 50_000  # environment over file
     assert s.store_deadline_ms == 70  # file over default
     assert s.future_leeway == Settings().future_leeway  # default
 
@@ -281,4 +302,89 @@ def test_nonce_outlives_every_verifier_within_the_clock_skew(exp_in, skew, want_
 
 def test_clock_skew_setting_is_capped_naming_the_variable():
     with pytest.raises(ConfigError, match="VERIFIER_CLOCK_SKEW"):
-        load_settings({**REQUIRED, "VERIFIER_CLOCK_SKEW": "601"})
+        load_settings({**REQUIRED, "VERIFIER_CLOCK_SKEW": "601s"})
+
+
+# -- the claim policy takes durations with units ----------------------------------------------
+
+CLAIM_VARIABLES = (
+    "VERIFIER_EXP_LEEWAY",
+    "VERIFIER_FUTURE_LEEWAY",
+    "VERIFIER_MAX_LIFETIME",
+    "VERIFIER_CLOCK_SKEW",
+)
+
+
+@pytest.mark.parametrize("variable", CLAIM_VARIABLES)
+@pytest.mark.parametrize("value", ["30", "0", "-5", "1.5"])
+def test_a_bare_number_for_a_claim_setting_is_refused_naming_the_variable(
+    variable: str, value: str
+) -> None:
+    # Was read as seconds; "30" could as well mean minutes, so it is refused, as elsewhere.
+    with pytest.raises(ConfigError) as info:
+        load_settings({**REQUIRED, variable: value})
+    message = str(info.value)
+    assert message.startswith(f"{variable}: "), message
+    if value != "-5":  # a sign is refused as a negative duration
+        assert "bare number; say the unit" in message, message
+
+
+@pytest.mark.parametrize("key", ["exp_leeway", "future_leeway", "max_lifetime", "clock_skew"])
+def test_a_bare_number_for_a_claim_setting_in_the_config_file_is_refused(
+    tmp_path: Path, key: str
+) -> None:
+    path = write_toml(tmp_path, f"{key} = 30\n")
+    with pytest.raises(ConfigError, match=f"^config file {path}, key {key}: .*bare number"):
+        load_settings(REQUIRED, config_file=path)
+
+
+@pytest.mark.parametrize(
+    ("environ", "want"),
+    [
+        ({}, (30, 5, 300, 60)),  # the defaults
+        (
+            {
+                "VERIFIER_EXP_LEEWAY": "1m",
+                "VERIFIER_FUTURE_LEEWAY": "10s",
+                "VERIFIER_MAX_LIFETIME": "5m",
+                "VERIFIER_CLOCK_SKEW": "2m",
+            },
+            (60, 10, 300, 120),
+        ),
+        ({"VERIFIER_MAX_LIFETIME": "1h", "VERIFIER_CLOCK_SKEW": "10m"}, (30, 5, 3600, 600)),
+        ({"VERIFIER_MAX_LIFETIME": "1m30s", "VERIFIER_EXP_LEEWAY": "0s"}, (0, 5, 90, 60)),
+        ({"VERIFIER_EXP_LEEWAY": "2000ms"}, (2, 5, 300, 60)),  # whole seconds in another unit
+    ],
+)
+def test_claim_settings_with_units_reach_the_claim_policy_in_seconds(
+    environ: dict[str, str], want: tuple[int, int, int, int]
+) -> None:
+    s = load_settings({**REQUIRED, **environ})
+    p = claim_policy(s)
+    assert (p.exp_leeway, p.future_leeway, p.max_lifetime, p.clock_skew) == want
+    assert (s.exp_leeway, s.future_leeway, s.max_lifetime, s.clock_skew) == tuple(
+        1000 * x for x in want
+    )
+
+
+@pytest.mark.parametrize("variable", CLAIM_VARIABLES)
+@pytest.mark.parametrize("value", ["1500ms", "250ms", "2s1ms"])
+def test_a_claim_setting_below_whole_seconds_is_refused(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: whole seconds only .*{value!r}"):
+        load_settings({**REQUIRED, variable: value})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "cap"),
+    [
+        ("VERIFIER_EXP_LEEWAY", "5m1s", "300s"),
+        ("VERIFIER_FUTURE_LEEWAY", "2m", "60s"),
+        ("VERIFIER_MAX_LIFETIME", "2h", "3600s"),
+        ("VERIFIER_CLOCK_SKEW", "1d", "600s"),
+    ],
+)
+def test_a_claim_setting_above_its_cap_is_refused_saying_the_cap(
+    variable: str, value: str, cap: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable}: must be between 0?1?s and {cap}, got"):
+        load_settings({**REQUIRED, variable: value})

@@ -27,6 +27,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.upstream_timeout_ms == 300
     assert (s.offline_limit, s.offline_window, s.offline_max_amount) == (2, 86_400_000, 50_000)
     assert s.offline_max_age == 12 * 3_600_000
+    assert (s.exp_leeway, s.future_leeway, s.max_lifetime) == (30_000, 5_000, 300_000)
 
 
 def test_units_are_read() -> None:
@@ -44,6 +45,19 @@ def test_units_are_read() -> None:
     assert s.upstream_timeout_ms == 1500
 
 
+def test_the_claim_policy_takes_whole_seconds_with_units() -> None:
+    s = load(
+        SidecarSettings,
+        {
+            **GOOD,
+            "VERIFIER_EXP_LEEWAY": "1m",
+            "VERIFIER_FUTURE_LEEWAY": "10s",
+            "VERIFIER_MAX_LIFETIME": "1h",
+        },
+    )
+    assert (s.exp_leeway, s.future_leeway, s.max_lifetime) == (60_000, 10_000, 3_600_000)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -59,6 +73,11 @@ def test_units_are_read() -> None:
         ("VERIFIER_OFFLINE_LIMIT", "two"),
         ("VERIFIER_OFFLINE_LIMIT", "-1"),
         ("VERIFIER_UPSTREAM_TIMEOUT_MS", "0"),
+        ("VERIFIER_EXP_LEEWAY", "30"),  # a bare number: the unit is said, not guessed
+        ("VERIFIER_FUTURE_LEEWAY", "5"),
+        ("VERIFIER_MAX_LIFETIME", "300"),
+        ("VERIFIER_EXP_LEEWAY", "1500ms"),  # the claim policy counts whole seconds
+        ("VERIFIER_MAX_LIFETIME", "3601s"),  # above the cap (3600s)
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_exit_2(

@@ -27,6 +27,8 @@ from verifier.store.base import Store
 HOSPITAL = "hosp-1"  # enabled for both card types
 PHARMACY = "pharm-1"  # enabled for mi-voucher only
 CLOSED = "clinic-x"  # designated but disabled
+# Settings whose loader wants a duration with a unit, given here as seconds too
+CLAIM_SECONDS = ("exp_leeway", "future_leeway", "max_lifetime", "clock_skew")
 
 HOLDERS = (
     # sub, status, scheme, region, name, id number, balance, physical card
@@ -73,6 +75,11 @@ class World:
         tmp.replace(self.dir / "trust.paseto")  # atomic, as an operator's deploy would do
 
     def settings(self, store_url: str, **extra: Any) -> Settings:
+        """The service's settings, as the loader reads them; ``extra`` as flags would give them,
+        except that a claim-policy duration may be a Python int of seconds (``max_lifetime=3``)."""
+        for name in CLAIM_SECONDS:
+            if isinstance(extra.get(name), int):
+                extra[name] = f"{extra[name]}s"
         values = {
             "store": store_url,
             "trust_list": str(self.dir / "trust.paseto"),

@@ -35,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--ttl",
         default="60s",
         help="lifetime with a unit, e.g. 60s or 5m (default 60s; the service accepts at most "
-        "VERIFIER_MAX_LIFETIME, default 300 s)",
+        "VERIFIER_MAX_LIFETIME, default 5m)",
     )
     p.add_argument("--qr", action="store_true", help="also draw the token as a QR code")
     p.set_defaults(

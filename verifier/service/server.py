@@ -26,7 +26,7 @@ from aiohttp import web
 
 from verifier.benefits import BenefitPolicy
 from verifier.benefits_file import load_policy
-from verifier.config import Settings, SidecarSettings
+from verifier.config import Settings, SidecarSettings, claim_seconds
 from verifier.errors import ConfigError, VerifierError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
@@ -48,10 +48,10 @@ log = logging.getLogger("verifier")
 
 def claim_policy(settings: Settings) -> ClaimPolicy:
     return ClaimPolicy(
-        max_lifetime=settings.max_lifetime,
-        exp_leeway=settings.exp_leeway,
-        future_leeway=settings.future_leeway,
-        clock_skew=settings.clock_skew,
+        max_lifetime=claim_seconds(settings.max_lifetime),
+        exp_leeway=claim_seconds(settings.exp_leeway),
+        future_leeway=claim_seconds(settings.future_leeway),
+        clock_skew=claim_seconds(settings.clock_skew),
     )
 
 

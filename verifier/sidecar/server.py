@@ -22,7 +22,7 @@ from typing import cast
 
 import orjson
 
-from verifier.config import SidecarSettings
+from verifier.config import SidecarSettings, claim_seconds
 from verifier.errors import ConfigError, RecordError, TrustListError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
@@ -144,9 +144,9 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
     sidecar cannot start."""
     root = read_public_key(settings.root_key)
     policy = ClaimPolicy(
-        max_lifetime=settings.max_lifetime,
-        exp_leeway=settings.exp_leeway,
-        future_leeway=settings.future_leeway,
+        max_lifetime=claim_seconds(settings.max_lifetime),
+        exp_leeway=claim_seconds(settings.exp_leeway),
+        future_leeway=claim_seconds(settings.future_leeway),
     )
     budget = OfflineBudget(
         settings.offline_limit, settings.offline_window, settings.offline_max_amount
