@@ -19,7 +19,7 @@ OPERATIONS = (REPO / "docs" / "OPERATIONS.md").read_text()
 README = (REPO / "README.md").read_text()
 EVENTS = (
     "start stopping stop worker_exit worker_restart workers_failing store_down store_up "
-    "trust_reload trust_reload_refused verdict malformed_request"
+    "trust_reload trust_reload_refused verdict malformed_request store_forgot"
 ).split()
 
 
@@ -40,7 +40,9 @@ def test_every_metric_is_explained() -> None:
 
 
 def test_every_log_event_is_explained_and_emitted() -> None:
-    sources = "".join(p.read_text() for p in (REPO / "verifier" / "service").glob("*.py"))
+    sources = "".join(
+        p.read_text() for d in ("service", "store") for p in (REPO / "verifier" / d).glob("*.py")
+    )
     for name in EVENTS:
         assert f"| `{name}` |" in OPERATIONS, name
         assert f'"{name}"' in sources, name
