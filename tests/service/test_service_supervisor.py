@@ -15,9 +15,18 @@ import threading
 import time
 
 import pytest
-from service_process import ServeProcess, http_get, world_env
+from service_process import ServeProcess, free_port, http_get, world_env
 from service_world import World
-from test_service_process import GENEROUS_DEADLINE_MS, nhsa_tokens, reasons, seed, wait_for_log
+from test_service_process import (
+    GENEROUS_DEADLINE_MS,
+    metrics,
+    nhsa_tokens,
+    reasons,
+    seed,
+    verdict_counts,
+    wait_for_log,
+    wait_for_totals,
+)
 
 from verifier.service.supervisor import Restarts, Supervisor, describe_exit
 
@@ -144,4 +153,37 @@ def test_a_sigkilled_worker_is_logged_and_replaced(tmp_path, redis_url):
 
         assert serve.stop() == 0, serve.log()  # was 247: the dead worker's code
         assert "stopped: all 2 workers drained" in serve.log()
+        assert "Traceback" not in serve.log()
+
+
+def test_metrics_and_readiness_speak_for_every_worker(tmp_path, redis_url):
+    world = World(tmp_path)
+    seed(world, redis_url)
+    env = world_env(world, redis_url, free_port(), VERIFIER_STORE_DEADLINE_MS=GENEROUS_DEADLINE_MS)
+    with ServeProcess(env, "--workers", "2") as serve:
+        serve.wait_ready(workers=2)
+        # 40 verifies, each on its own connection: the kernel spreads them over both workers.
+        assert reasons(serve.url, world, nhsa_tokens(world, 40)) == ["ok"] * 40
+        wait_for_totals(serve.url, (40, 0))
+        for _ in range(20):  # fresh connections: either worker answers, both say 40
+            text = metrics(serve.url)
+            assert verdict_counts(text) == (40, 0)
+            assert "verifier_request_seconds_count 40" in text
+
+        # A worker killed outright: its counts stay in the totals while it is replaced.
+        victim = min(serve.worker_pids())
+        os.kill(victim, signal.SIGKILL)
+        wait_for_log(serve, f"worker {victim} was killed by SIGKILL; starting another in", 1)
+        while len(serve.worker_pids()) < 3:
+            assert serve.proc.poll() is None, serve.log()
+            assert verdict_counts(metrics(serve.url))[0] == 40
+            time.sleep(0.05)
+        serve.wait_ready(workers=3)
+        assert reasons(serve.url, world, nhsa_tokens(world, 10)) == ["ok"] * 10
+        wait_for_totals(serve.url, (50, 0))
+        for _ in range(20):
+            assert verdict_counts(metrics(serve.url)) == (50, 0)
+        assert http_get(serve.url + "/readyz")[0] == 200
+
+        assert serve.stop() == 0, serve.log()
         assert "Traceback" not in serve.log()

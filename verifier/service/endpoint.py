@@ -36,6 +36,7 @@ from verifier.service.connections import ConnectionLimits
 from verifier.service.logs import access_line
 from verifier.service.metrics import Metrics
 from verifier.service.outage import StoreOutage
+from verifier.service.peers import Peers
 from verifier.service.requests import (
     JSON,
     TEXT,
@@ -142,6 +143,9 @@ class Runtime:
     fast_path: bool = True  # answer plain POST /v1/verify requests without aiohttp's objects
     access_log: bool = False  # one log line per verdict (VERIFIER_ACCESS_LOG; logs.access_line)
     connections: ConnectionLimits = ConnectionLimits()  # timeouts and cap, per worker
+    # The service's other workers (``serve --workers N``, N > 1): /metrics and /readyz
+    # report them together with this one.
+    peers: Peers | None = None
 
 
 class Endpoint:
@@ -293,7 +297,8 @@ class Endpoint:
     def healthz(self) -> Answer:
         return Answer(200, b'{"status":"ok"}')
 
-    async def readyz(self) -> Answer:
+    async def problems(self) -> list[str]:
+        """What keeps this worker from being ready (empty: ready)."""
         problems = []
         if not self.rt.trust.current.is_fresh(time.time()):
             problems.append("trust list expired")
@@ -304,6 +309,12 @@ class Endpoint:
         store = self.rt.store
         if isinstance(store, EvictionWatch) and await store.eviction_problem() is not None:
             problems.append("store may evict nonces")
+        return problems
+
+    async def readyz(self) -> Answer:
+        problems = await self.problems()
+        if self.rt.peers is not None:  # the other workers' problems, as they last saw them
+            problems += self.rt.peers.other_problems()
         body = {
             "ready": not problems,
             "problems": problems,
@@ -313,7 +324,8 @@ class Endpoint:
 
     def metrics(self) -> Answer:
         tl, now = self.rt.trust.current, time.time()
-        text = self.m.render(tl.version, now - tl.iat, tl.exp - now)
+        m = self.m if self.rt.peers is None else self.rt.peers.combined()
+        text = m.render(tl.version, now - tl.iat, tl.exp - now)
         return Answer(200, text.encode(), _TEXT_PLAIN)
 
     def openapi(self) -> Answer:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from verifier.store.identity import Forgetting
 
@@ -26,6 +27,16 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
         self.n += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"counts": list(self.counts), "total": self.total, "n": self.n}
+
+    def add(self, state: dict[str, Any]) -> None:
+        if len(state["counts"]) != len(self.counts):
+            return  # another version's buckets: not comparable
+        self.counts = [a + b for a, b in zip(self.counts, state["counts"], strict=True)]
+        self.total += state["total"]
+        self.n += state["n"]
 
     def render(self, name: str, labels: str = "") -> list[str]:
         sep = "," if labels else ""
@@ -68,6 +79,54 @@ class Metrics:
             h = self.drift[institution] = Histogram(DRIFT_BUCKETS)
         h.observe(seconds)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter as plain JSON values (for the other workers of the service)."""
+        return {
+            "verdicts": dict(self.verdicts),
+            "http_errors": {str(k): v for k, v in self.http_errors.items()},
+            "store_errors": self.store_errors,
+            "records_unreadable": self.records_unreadable,
+            "reconcile": dict(self.reconcile),
+            "latency": self.latency.state(),
+            "connections_open": self.connections_open,
+            "connections_refused": dict(self.connections_refused),
+            "connection_timeouts": dict(self.connection_timeouts),
+            "drift": {inst: h.state() for inst, h in self.drift.items()},
+            "forgettings": [[f.at, f.where, f.why] for f in self.forgettings()],
+        }
+
+    def combined(self, others: Iterable[tuple[dict[str, Any], bool]]) -> Metrics:
+        """This worker's metrics plus other workers' snapshots, each with whether that worker
+        is live: counters and histograms add, open connections only of live workers; the
+        trust-list gauges stay this worker's (``render``'s arguments)."""
+        total = Metrics()
+        forgot: list[Forgetting] = []
+        for snap, live in [(self.snapshot(), True), *others]:
+            for reason, n in snap["verdicts"].items():
+                total.verdicts[reason] += n
+            for status, n in snap["http_errors"].items():
+                total.http_errors[int(status)] += n
+            total.store_errors += snap["store_errors"]
+            total.records_unreadable += snap["records_unreadable"]
+            for name, into in (
+                ("reconcile", total.reconcile),
+                ("connections_refused", total.connections_refused),
+                ("connection_timeouts", total.connection_timeouts),
+            ):
+                for key, n in snap[name].items():
+                    into[key] = into.get(key, 0) + n
+            total.latency.add(snap["latency"])
+            if live:
+                total.connections_open += snap["connections_open"]
+            for inst, state in snap["drift"].items():
+                h = total.drift.get(inst)
+                if h is None:
+                    h = total.drift[inst] = Histogram(DRIFT_BUCKETS)
+                h.add(state)
+            forgot += [Forgetting(at, where, why) for at, where, why in snap["forgettings"]]
+        total.forgettings = lambda: forgot
+        return total
+
     def render(self, trust_version: int, trust_age: float, trust_ttl: float) -> str:
         lines = [
             "# HELP verifier_verdicts_total Decided verdicts by reason.",
@@ -97,7 +156,7 @@ class Metrics:
                 f'verifier_reconcile_total{{outcome="{o}"}} {n}'
                 for o, n in sorted(self.reconcile.items())
             ),
-            "# HELP verifier_connections_open Client connections open in this worker.",
+            "# HELP verifier_connections_open Client connections open in the service's workers.",
             "# TYPE verifier_connections_open gauge",
             f"verifier_connections_open {self.connections_open}",
             "# HELP verifier_connections_refused_total Connections closed by the service: over "

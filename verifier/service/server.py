@@ -11,9 +11,11 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -37,6 +39,7 @@ from verifier.service.endpoint import Endpoint, Runtime
 from verifier.service.fastpath import Front
 from verifier.service.logs import configure_logging, event
 from verifier.service.metrics import Metrics
+from verifier.service.peers import Peers
 from verifier.service.pipeline import Pipeline
 from verifier.service.supervisor import Supervisor
 from verifier.service.trustwatch import TrustWatch
@@ -159,11 +162,17 @@ async def start_site(
     return Site(runner, server, front)
 
 
-async def serve_forever(settings: Settings, reuse_port: bool) -> None:
-    """One worker: runtime + site + trust reloads, until SIGTERM/SIGINT."""
+async def serve_forever(settings: Settings, reuse_port: bool, shared: Path | None = None) -> None:
+    """One worker: runtime + site + trust reloads, until SIGTERM/SIGINT. ``shared``: the
+    directory where the workers of ``--workers N`` keep their snapshots (:mod:`peers`)."""
     rt = await open_runtime(settings)
     host, port = settings.host_port
-    runner = await start_site(rt, host, port, reuse_port)
+    ep = Endpoint(rt)
+    snapshots = None
+    if shared is not None:
+        rt.peers = Peers(shared, rt.metrics)
+        snapshots = asyncio.create_task(rt.peers.keep_writing(ep.problems))
+    runner = await start_site(rt, host, port, reuse_port, ep)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, rt.trust.reload)
@@ -189,8 +198,13 @@ async def serve_forever(settings: Settings, reuse_port: bool) -> None:
     finally:
         began = time.monotonic()
         watcher.cancel()
+        if snapshots is not None:
+            snapshots.cancel()
         await runner.cleanup()
         await rt.store.close()
+        if rt.peers is not None:
+            rt.peers.problems = []  # stopped, not unready: its counts stay in the totals
+            rt.peers.write()
         event(
             log,
             logging.INFO,
@@ -200,13 +214,13 @@ async def serve_forever(settings: Settings, reuse_port: bool) -> None:
         )
 
 
-def _run_worker(settings: Settings, reuse_port: bool) -> None:
+def _run_worker(settings: Settings, reuse_port: bool, shared: Path | None = None) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the loop installs the reload handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGINT as it sees fit
     configure_logging(settings.log_level, settings.log_format, settings.access_log)
     install_uvloop()
     try:
-        asyncio.run(serve_forever(settings, reuse_port))
+        asyncio.run(serve_forever(settings, reuse_port, shared))
     except VerifierError as err:  # e.g. Redis gone while this worker (re)started
         log.error("worker could not start: %s", err)
         sys.exit(1)
@@ -260,10 +274,15 @@ def serve(settings: Settings) -> int:
     host = settings.host_port[0]
     settings = replace(settings, listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     ctx = multiprocessing.get_context("spawn")
+    # The workers' snapshots, so that /metrics and /readyz speak for the whole service.
+    shared = Path(tempfile.mkdtemp(prefix="verifier-workers-"))
 
     def start() -> BaseProcess:
-        p = ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
+        p = ctx.Process(target=_run_worker, args=(settings, True, shared), daemon=False)
         p.start()
         return p
 
-    return Supervisor(settings.workers, start).run()
+    try:
+        return Supervisor(settings.workers, start).run()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
