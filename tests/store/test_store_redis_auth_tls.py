@@ -31,7 +31,7 @@ from verifier.cli.main import main
 PASSWORD = "pw-4-requirepass"
 ACL_PASSWORD = "pw-4-acl-user"
 # The least-privilege ACL rule docs/OPERATIONS.md gives for the service's user.
-ACL_RULE = ["on", f">{ACL_PASSWORD}", "~v*", "+@all", "-@dangerous", "+config|get"]
+ACL_RULE = ["on", f">{ACL_PASSWORD}", "~v*", "+@all", "-@dangerous", "+config|get", "+info"]
 
 
 class Server:

@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from verifier.store.resp import ConnectionDown, RespError, pack
+from verifier.store.resp import AuthFailed, ConnectionDown, RespError, auth_failure, pack
 
 log = logging.getLogger("verifier.store")
 
@@ -94,6 +94,10 @@ def parse_greeting(replies: list[Any]) -> tuple[Identity, float | None]:
     else: a node whose identity is unknown carries no claim."""
     if len(replies) == 2:
         replies = [None, b"", *replies, None]
+    for reply in replies:  # Redis refusing our credentials is said as such
+        why = auth_failure(reply) if isinstance(reply, RespError) else None
+        if why is not None:
+            raise AuthFailed(why)
     if len(replies) != 5 or any(isinstance(r, RespError) for r in replies):
         raise ConnectionDown(f"identity check refused: {replies!r:.200}")
     _, marker, server, replication, forgotten = replies
