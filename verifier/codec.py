@@ -87,11 +87,16 @@ def institution_to_json(inst: Institution) -> dict[str, Any]:
 
 def scanner_to_json(sc: Scanner) -> dict[str, Any]:
     """The stored form of a scanner (only the secret's SHA-256 hash, never the secret)."""
+    return _credential_to_json(sc)
+
+
+def _credential_to_json(c: Scanner | Gateway) -> dict[str, Any]:
+    """A scanner's or a gateway's credential record: the same four fields."""
     return {
-        "id": sc.id,
-        "institution": sc.institution,
-        "secret_hash": sc.secret_hash,
-        "revoked": sc.revoked,
+        "id": c.id,
+        "institution": c.institution,
+        "secret_hash": c.secret_hash,
+        "revoked": c.revoked,
     }
 
 
@@ -243,14 +248,17 @@ def decode_institution(data: bytes) -> Institution:
 
 def scanner_from_json(obj: Any) -> Scanner:
     """The reader of a stored scanner; ``secret_hash`` must be 64 lower-case hex digits."""
-    d = _object(obj, "scanner")
-    return Scanner(
-        id=check_id(_required(d, "scanner", "id"), "scanner: id"),
-        institution=check_id(_required(d, "scanner", "institution"), "scanner: institution"),
-        secret_hash=check_secret_hash(
-            _required(d, "scanner", "secret_hash"), "scanner: secret_hash"
-        ),
-        revoked=check_flag(d.get("revoked", False), "scanner: revoked"),
+    return Scanner(*_credential_from_json(obj, "scanner"))
+
+
+def _credential_from_json(obj: Any, kind: str) -> tuple[str, str, str, bool]:
+    """(id, institution, secret_hash, revoked) of a stored ``kind`` (scanner or gateway)."""
+    d = _object(obj, kind)
+    return (
+        check_id(_required(d, kind, "id"), f"{kind}: id"),
+        check_id(_required(d, kind, "institution"), f"{kind}: institution"),
+        check_secret_hash(_required(d, kind, "secret_hash"), f"{kind}: secret_hash"),
+        check_flag(d.get("revoked", False), f"{kind}: revoked"),
     )
 
 
@@ -263,12 +271,7 @@ def decode_scanner(data: bytes) -> Scanner:
 
 def gateway_to_json(gw: Gateway) -> dict[str, Any]:
     """The stored form of a gateway credential (only the secret's hash)."""
-    return {
-        "id": gw.id,
-        "institution": gw.institution,
-        "secret_hash": gw.secret_hash,
-        "revoked": gw.revoked,
-    }
+    return _credential_to_json(gw)
 
 
 def encode_gateway(gw: Gateway) -> bytes:
@@ -278,15 +281,7 @@ def encode_gateway(gw: Gateway) -> bytes:
 
 
 def gateway_from_json(obj: Any) -> Gateway:
-    d = _object(obj, "gateway")
-    return Gateway(
-        id=check_id(_required(d, "gateway", "id"), "gateway: id"),
-        institution=check_id(_required(d, "gateway", "institution"), "gateway: institution"),
-        secret_hash=check_secret_hash(
-            _required(d, "gateway", "secret_hash"), "gateway: secret_hash"
-        ),
-        revoked=check_flag(d.get("revoked", False), "gateway: revoked"),
-    )
+    return Gateway(*_credential_from_json(obj, "gateway"))
 
 
 def decode_gateway(data: bytes) -> Gateway:
