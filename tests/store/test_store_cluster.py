@@ -70,6 +70,34 @@ def test_bulk_writes_reach_every_master(redis_cluster: RedisCluster, cluster_url
     assert sum(sizes) == 2_500 and min(sizes) > 0
 
 
+def test_bulk_writes_wait_the_admin_deadline_not_the_per_claim_one(
+    redis_cluster: RedisCluster, cluster_url: str
+) -> None:
+    """A master slow to answer a bulk write (paused 0.3 s here) costs time, not the import:
+    each reply may take up to the admin deadline, far beyond the 1 ms a claim gets."""
+    port = redis_cluster.masters()[0][0]
+
+    async def body() -> None:
+        store = ClusterStore(cluster_url, deadline_ms=1, admin_deadline_ms=5_000)
+        try:
+            assert await store.put_holders(holder(f"slow-{i}") for i in range(10)) == 10
+            redis_cluster.pause(port)
+            asyncio.get_running_loop().call_later(0.3, redis_cluster.resume, port)
+            holders = (holder(f"bulk-{i}") for i in range(300))
+            assert await store.put_holders(holders) == 300
+        finally:
+            if redis_cluster.node(port).paused:
+                redis_cluster.resume(port)
+            await store.close()
+
+    asyncio.run(body())
+    total = 0
+    for master, _, _ in redis_cluster.masters():
+        with redis_cluster.node(master).client() as c:
+            total += c.dbsize()
+    assert total == 310
+
+
 def test_seeds_that_are_down_are_skipped(redis_cluster: RedisCluster, cluster_url: str) -> None:
     """Only one listed node needs to answer; the rest of the cluster comes from it."""
     alive = redis_cluster.nodes[2].port

@@ -275,7 +275,9 @@ class ClusterStore(GatewayRecords):
             is_script = command[0] in ("EVAL", "EVALSHA")
             key = command[3] if is_script else command[1]
             slot = key_slot(key if isinstance(key, bytes) else str(key).encode())
-            reply, _ = await self._router.execute(slot, pack(*command), errors=True)
+            reply, _ = await self._router.execute(
+                slot, pack(*command), errors=True, deadline=deadline
+            )
             return reply
 
         return list(await asyncio.gather(*(one(c) for c in commands)))
@@ -328,7 +330,12 @@ class ClusterStore(GatewayRecords):
     async def _set_many(self, writes: Sequence[tuple[str, bytes]]) -> None:
         # Every SET is queued in this turn, so each node gets its share in one write.
         replies = await asyncio.gather(
-            *(self._router.execute(key_slot(k.encode()), pack("SET", k, v)) for k, v in writes)
+            *(
+                self._router.execute(
+                    key_slot(k.encode()), pack("SET", k, v), deadline=self._admin_deadline
+                )
+                for k, v in writes
+            )
         )
         bad = next((r for r, _ in replies if r != b"OK"), None)
         if bad is not None:

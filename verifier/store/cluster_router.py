@@ -189,6 +189,7 @@ class ClusterRouter:
         confirm_by: float | None = None,
         first: tuple[Node, Reply] | None = None,
         errors: bool = False,
+        deadline: float | None = None,
     ) -> tuple[Reply, Confirm]:
         """Send one command to the master of ``slot``, following what proves it did not run.
 
@@ -196,7 +197,8 @@ class ClusterRouter:
         it that answers by then (monotonic seconds), and return it. ``first``: a reply already
         received from a node (the claim's fast path). Returns the reply, or raises; an error
         reply it cannot follow raises StoreUnavailable, or is returned as a RespError value
-        with ``errors``. The caller bounds the time.
+        with ``errors``. The caller bounds the time; ``deadline`` (seconds) lets one reply take
+        longer than the connection's per-command deadline (bulk and admin writes).
         """
         node, reply = first if first is not None else (None, None)
         asking = False
@@ -207,7 +209,7 @@ class ClusterRouter:
             if reply is None:
                 if node is None:
                     node = await self._master(slot)
-                reply, wait = await self._send(node, packed, asking, confirm_by)
+                reply, wait = await self._send(node, packed, asking, confirm_by, deadline)
             if not isinstance(reply, RespError):
                 return reply, wait
             assert node is not None
@@ -252,16 +254,21 @@ class ClusterRouter:
         return node
 
     async def _send(
-        self, node: Node, packed: bytes, asking: bool, confirm_by: float | None
+        self,
+        node: Node,
+        packed: bytes,
+        asking: bool,
+        confirm_by: float | None,
+        deadline: float | None = None,
     ) -> tuple[Reply, Confirm]:
         conn = node.conn
         try:
             if not asking and confirm_by is None:
-                return await conn.call(packed), None
+                return await conn.call(packed, deadline), None
             stream = await conn.open_stream()
             if asking:
-                _ignore(conn.send_on(stream, _ASKING))
-            reply = conn.send_on(stream, packed)
+                _ignore(conn.send_on(stream, _ASKING, deadline))
+            reply = conn.send_on(stream, packed, deadline)
             wait = None if confirm_by is None else node.confirm(stream, confirm_by)
             return await reply, wait
         except (ConnectionDown, OSError, ssl.SSLError):
