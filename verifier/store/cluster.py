@@ -44,8 +44,9 @@ from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import REPLAYED, Claim, claim_result, read_record
 from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
 from verifier.store.cluster_checks import NodeReport, judge_cluster, replica_addresses
+from verifier.store.cluster_identity import ClusterIdentity
 from verifier.store.cluster_router import ClusterRouter, Confirm, Reply, describe
-from verifier.store.identity import Forgetting
+from verifier.store.identity import CHECK_INTERVAL_S, Forgetting
 from verifier.store.keys import (
     check_claim_args,
     holder_key,
@@ -134,11 +135,12 @@ class ClusterStore(GatewayRecords):
             min_replicas=min_replicas,
             tls=self._tls,
         )
+        self._identity = ClusterIdentity(self._router, self._deadline, self._admin_deadline)
 
     @property
     def forgotten_before(self) -> float | None:
-        """See :attr:`verifier.store.base.Store.forgotten_before`: a node restarted, or a
-        master that was not one (a promoted replica); a FLUSHALL is not seen on a cluster."""
+        """See :attr:`verifier.store.base.Store.forgotten_before`: a node restarted or
+        flushed, or a master that was not one (a promoted replica)."""
         return self._router.watch.forgotten_before
 
     @property
@@ -198,6 +200,8 @@ class ClusterStore(GatewayRecords):
         node = self._router.slots[slot]
         first = None
         started = time.monotonic()
+        if node is not None and started - node.checked_at > CHECK_INTERVAL_S:
+            await self._identity.recheck(node)  # a claim waits for a due check, never passes it
         if node is not None and node.conn.connected:
             # The common case. No timer per call: the connection's sweeper keeps the deadline,
             # and one timer per WAIT group (min_replicas) keeps it for the confirmation.
@@ -406,6 +410,7 @@ class ClusterStore(GatewayRecords):
             if not report.master:
                 self._router.node(report.address).conn.close()  # only needed for the check
         judge_cluster(self._router.ranges, reports, allow_eviction, self.min_replicas)
+        await self._identity.read_recorded()  # detections made before this process started
 
     async def _report(self, address: Address, master: bool) -> NodeReport:
         conn = self._router.node(address).conn

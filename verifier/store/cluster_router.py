@@ -94,7 +94,7 @@ class ClusterRouter:
                 stall_timeout=max(1.0, 20 * self._deadline, self._admin_deadline),
                 tls=self._tls,
                 greeting=cluster_greeting,
-                on_greeting=functools.partial(self._greeted, where(address)),
+                on_greeting=functools.partial(self.greeted, address),
             )
             node = self._nodes[address] = Node(address, conn, self._min_replicas)
         return node
@@ -103,9 +103,14 @@ class ClusterRouter:
         """Addresses of the masters in the current slot map (empty before the first use)."""
         return list(dict.fromkeys(r.master for r in self.ranges))
 
-    def _greeted(self, name: str, replies: list[object]) -> None:
+    def greeted(self, address: Address, replies: list[object]) -> None:
+        """A node's identity, as a new connection or a periodic check read it (ConnectionDown
+        when it cannot be read: the connection then carries nothing)."""
         identity, _ = parse_greeting(replies)
-        self.watch.observe(name, identity, time.time())
+        node = self._nodes.get(address)
+        if node is not None:
+            node.checked_at = time.monotonic()
+        self.watch.observe(where(address), identity, time.time())
 
     def _apply(self, ranges: list[SlotRange]) -> None:
         if self.ranges:

@@ -14,13 +14,17 @@ claim (:func:`greeting`, sent in the connection's handshake), and again every
   all its data (conservative: only tokens issued before the restart need a new code);
 * ``master_replid`` (INFO replication) changes when a replica is promoted;
 * a marker key, written with SET NX under a random value by the first verifier to meet the
-  node, disappears with a FLUSHALL (then the next check writes a new value).
+  node, disappears with a FLUSHALL (then the next check writes a new value). A cluster node
+  has no key of its own (a key belongs to a slot, and slots move), so there the count of
+  FLUSHALL and FLUSHDB calls in its command statistics (``INFO commandstats``) stands in for
+  the marker (a ``CONFIG RESETSTAT`` changes it too, and counts as a detection: safe side).
 
 Any change from the identity last confirmed is a detection (:class:`Watch`): from then on
 ``forgotten_before`` is that moment (wall clock), it is logged, counted in ``/metrics``, and
-written to the node (``FORGOTTEN_KEY``, only ever raised), where a verifier process that
-starts later reads it. A FLUSHALL on a connection that stays up is seen at the next periodic
-check; a restart or failover always is before the first claim on the new connection.
+written to the node (``FORGOTTEN_KEY``, only ever raised; on a cluster to every master, under
+a key in one of its slots), where a verifier process that starts later reads it. A FLUSHALL on
+a connection that stays up is seen at the next periodic check; a restart or failover always is
+before the first claim on the new connection.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import math
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,38 +88,57 @@ def greeting() -> tuple[bytes, ...]:
 
 
 def cluster_greeting() -> tuple[bytes, ...]:
-    """The commands that read a cluster node's identity: no keys (a key belongs to one slot,
-    and the node serving it changes), so a FLUSHALL is not seen on a cluster."""
-    return (pack("INFO", "server"), pack("INFO", "replication"))
+    """The commands that read a cluster node's identity, without keys: the flush count in
+    its command statistics stands in for the marker."""
+    return (pack("INFO", "server"), pack("INFO", "replication"), pack("INFO", "commandstats"))
+
+
+def flush_count(commandstats: bytes) -> bytes:
+    """``flushes:N``: how many FLUSHALL and FLUSHDB calls ``INFO commandstats`` reports."""
+    calls = 0
+    for line in commandstats.splitlines():
+        name, _, fields = line.partition(b":")
+        if name in (b"cmdstat_flushall", b"cmdstat_flushdb"):
+            for field in fields.split(b","):
+                key, _, value = field.partition(b"=")
+                if key == b"calls" and value.strip().isdigit():
+                    calls += int(value)
+    return b"flushes:%d" % calls
 
 
 def parse_greeting(replies: list[Any]) -> tuple[Identity, float | None]:
     """The identity and the detection time recorded on the node (None when none), from the
     replies to :func:`greeting` or :func:`cluster_greeting`. ConnectionDown for anything
     else: a node whose identity is unknown carries no claim."""
-    if len(replies) == 2:
-        replies = [None, b"", *replies, None]
     for reply in replies:  # Redis refusing our credentials is said as such
         why = auth_failure(reply) if isinstance(reply, RespError) else None
         if why is not None:
             raise AuthFailed(why)
-    if len(replies) != 5 or any(isinstance(r, RespError) for r in replies):
+    if len(replies) not in (3, 5) or any(isinstance(r, RespError) for r in replies):
         raise ConnectionDown(f"identity check refused: {replies!r:.200}")
+    if len(replies) == 3:  # cluster_greeting
+        server, replication, stats = replies
+        marker = flush_count(stats) if isinstance(stats, bytes) else None
+        replies = [None, marker, server, replication, None]
     _, marker, server, replication, forgotten = replies
     run_id = _info_field(server, b"run_id")
     replid = _info_field(replication, b"master_replid")
     if not isinstance(marker, bytes) or not run_id or not replid:
         raise ConnectionDown("identity check: unexpected replies from Redis")
-    at = None
-    if isinstance(forgotten, bytes) and forgotten.isdigit():
-        at = int(forgotten) / 1000
-    return Identity(run_id, replid, marker.decode("ascii", "replace")), at
+    return Identity(run_id, replid, marker.decode("ascii", "replace")), recorded_at(forgotten)
 
 
-def raise_forgotten(at: float) -> bytes:
-    """The command recording a detection at ``at`` on the node (never lowering it; rounded
+def raise_forgotten(at: float, key: str = FORGOTTEN_KEY) -> bytes:
+    """The command recording a detection at ``at`` under ``key`` (never lowering it; rounded
     up to the millisecond, so that a process reading it refuses no less)."""
-    return pack("EVAL", RAISE_LUA, 1, FORGOTTEN_KEY, math.ceil(at * 1000), FORGOTTEN_KEEP_MS)
+    return pack("EVAL", RAISE_LUA, 1, key, math.ceil(at * 1000), FORGOTTEN_KEEP_MS)
+
+
+def recorded_at(reply: object) -> float | None:
+    """The detection time (Unix seconds) a GET of a forgotten key answered, or None."""
+    if isinstance(reply, bytes) and reply.isdigit():
+        return int(reply) / 1000
+    return None
 
 
 def _info_field(info: object, name: bytes) -> str:
@@ -147,6 +171,9 @@ class Watch:
 
     def __init__(self) -> None:
         self.forgotten_before: float | None = None
+        # Called with each detection of this process (the cluster store records it on every
+        # master from there).
+        self.on_found: Callable[[Forgetting], None] | None = None
         self.seen: dict[str, Identity] = {}
         self.detections: deque[Forgetting] = deque(maxlen=32)  # the latest, for /metrics
         self.counts: dict[tuple[str, str], int] = {}  # (where, why) -> detections
@@ -180,4 +207,6 @@ class Watch:
             why,
             extra={"event_fields": {"event": "store_forgot", "node": where, "why": why}},
         )
+        if self.on_found is not None:
+            self.on_found(found)
         return found

@@ -55,12 +55,22 @@ class NodeConnection(PipelinedConnection):
 class Node:
     """A cluster node: its address, its connection, and the WAIT group of the current turn."""
 
-    __slots__ = ("address", "conn", "failed_at", "_replicas", "_wait", "_wait_stream", "_wait_end")
+    __slots__ = (
+        "address",
+        "conn",
+        "failed_at",
+        "checked_at",
+        "_replicas",
+        "_wait",
+        "_wait_stream",
+        "_wait_end",
+    )
 
     def __init__(self, address: Address, conn: NodeConnection, replicas: int) -> None:
         self.address = address
         self.conn = conn
         self.failed_at = 0.0  # monotonic time of the last connection failure, 0 when none
+        self.checked_at = 0.0  # monotonic time its identity was last read (see cluster_identity)
         self._replicas = replicas
         self._wait: asyncio.Future[int] | None = None
         self._wait_stream: Stream | None = None
