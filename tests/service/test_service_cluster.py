@@ -14,6 +14,7 @@ import itertools
 import json
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -322,10 +323,26 @@ def test_a_live_reshard_under_load_gives_no_500_and_no_double_accept(
         load = Load(world, {"svc": svc.url}, subs)
         done = asyncio.run(load.run(6, reshard))
         twice, seen = load.accepted_again("svc")
+        redirects = store_redirects(svc.url)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert redis_cluster.master_of(first) != source  # the slots did move
     answers = Counter((s, r) for *_, s, r in load.answers)
     assert set(answers) <= {(200, "ok"), (503, "store_unavailable")}, answers
     assert answers[(200, "ok")] > 0
     assert twice == 0, seen
-    print(f"reshard of {moved} slots under load: {dict(answers)}")
+    # The service had the map from before: it reached the moved slots by following MOVED
+    # (ASK and TRYAGAIN only when a request met a slot in mid-move).
+    assert redirects["moved"] > 0, redirects
+    print(f"reshard of {moved} slots under load: {dict(answers)}, redirects {redirects}")
+
+
+def store_redirects(url: str) -> dict[str, int]:
+    """``verifier_store_redirects_total`` by kind, from the service's /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("verifier_store_redirects_total{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            found[kind] = int(line.rsplit(" ", 1)[1])
+    return found

@@ -70,6 +70,8 @@ class Metrics:
         self.drift: dict[str, Histogram] = {}
         # What the store found it may have forgotten (the pipeline points this at its store).
         self.forgettings: Callable[[], list[Forgetting]] = list
+        # Redirections a cluster store followed, by kind (empty for other stores).
+        self.store_redirects: Callable[[], dict[str, int]] = dict
 
     def observe_drift(self, institution: str, seconds: float) -> None:
         h = self.drift.get(institution)
@@ -93,6 +95,7 @@ class Metrics:
             "connection_timeouts": dict(self.connection_timeouts),
             "drift": {inst: h.state() for inst, h in self.drift.items()},
             "forgettings": [[f.at, f.where, f.why] for f in self.forgettings()],
+            "store_redirects": self.store_redirects(),
         }
 
     def combined(self, others: Iterable[tuple[dict[str, Any], bool]]) -> Metrics:
@@ -101,6 +104,7 @@ class Metrics:
         trust-list gauges stay this worker's (``render``'s arguments)."""
         total = Metrics()
         forgot: list[Forgetting] = []
+        redirects: dict[str, int] = {}
         for snap, live in [(self.snapshot(), True), *others]:
             for reason, n in snap["verdicts"].items():
                 total.verdicts[reason] += n
@@ -124,7 +128,10 @@ class Metrics:
                     h = total.drift[inst] = Histogram(DRIFT_BUCKETS)
                 h.add(state)
             forgot += [Forgetting(at, where, why) for at, where, why in snap["forgettings"]]
+            for kind, n in snap.get("store_redirects", {}).items():
+                redirects[kind] = redirects.get(kind, 0) + n
         total.forgettings = lambda: forgot
+        total.store_redirects = lambda: redirects
         return total
 
     def render(self, trust_version: int, trust_age: float, trust_ttl: float) -> str:
@@ -190,6 +197,18 @@ class Metrics:
         ]
         for inst, h in sorted(self.drift.items()):
             lines += h.render("verifier_token_age_seconds", f'institution="{_escape(inst)}"')
+        redirects = self.store_redirects()
+        if redirects:
+            lines += [
+                "# HELP verifier_store_redirects_total Redirections a Redis Cluster store "
+                "followed, by kind: moved (a slot moved), ask (a slot in migration), tryagain "
+                "(a migration split a command's keys; the command waited).",
+                "# TYPE verifier_store_redirects_total counter",
+                *(
+                    f'verifier_store_redirects_total{{kind="{k}"}} {n}'
+                    for k, n in sorted(redirects.items())
+                ),
+            ]
         latest: dict[tuple[str, str], float] = {}
         for f in self.forgettings():
             latest[(f.where, f.why)] = max(f.at, latest.get((f.where, f.why), 0.0))

@@ -22,6 +22,7 @@ from verifier.service.metrics import Metrics
 from verifier.service.requests import VerifyRequest
 from verifier.service.trustwatch import TrustWatch
 from verifier.store.base import REPLAYED, Claim, Store
+from verifier.store.cluster import ClusterStore
 from verifier.trust import TrustList
 
 log = logging.getLogger("verifier.verify")
@@ -42,6 +43,8 @@ class Pipeline:
         self.benefits = benefits
         self.metrics = metrics
         metrics.forgettings = lambda: store.forgettings
+        if isinstance(store, ClusterStore):
+            metrics.store_redirects = lambda: store.redirects
         self.views = views.Views(benefits)
         self._verifier: TokenVerifier | None = None
 

@@ -144,6 +144,11 @@ class ClusterStore(GatewayRecords):
         return self._router.watch.forgotten_before
 
     @property
+    def redirects(self) -> dict[str, int]:
+        """Redirections followed so far, by kind: ``moved``, ``ask``, ``tryagain``."""
+        return dict(self._router.redirects)
+
+    @property
     def forgettings(self) -> list[Forgetting]:
         """See :attr:`verifier.store.base.Store.forgettings`."""
         return list(self._router.watch.detections)

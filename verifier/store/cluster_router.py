@@ -82,6 +82,8 @@ class ClusterRouter:
         # node's identity before it carries a command, and a node that becomes a master of
         # the map it was not (a promoted replica) is a detection before any claim reaches it.
         self.watch = Watch()
+        # Redirections followed, by kind ("moved", "ask", "tryagain"), for /metrics.
+        self.redirects: dict[str, int] = dict.fromkeys(("ask", "moved", "tryagain"), 0)
 
     def node(self, address: Address) -> Node:
         """The node at ``address``, created (without connecting) on first use."""
@@ -223,6 +225,7 @@ class ClusterRouter:
             redirect = parse_redirect(text, node.host)
             if redirect is not None:
                 redirects += 1
+                self.redirects["ask" if redirect.ask else "moved"] += 1
                 if redirects > MAX_REDIRECTS or (asking and redirect.ask):
                     self.refresh_soon()
                     raise StoreUnavailable(f"redis cluster: slot {slot} keeps moving ({text})")
@@ -237,6 +240,7 @@ class ClusterRouter:
                 packed, script = script, None  # same node, ASKING again if it was asked
             elif text.startswith("TRYAGAIN"):
                 # A migration splits the keys: wait for it, as long as the deadline allows.
+                self.redirects["tryagain"] += 1
                 await asyncio.sleep(next(pauses, TRYAGAIN_PAUSES[-1]))
                 node, asking, redirects = None, False, 0
             else:
