@@ -46,7 +46,8 @@ from bench.holders import Population, make_population
 from verifier import paserk, rfc3339
 from verifier.keyfiles import read_secret_key
 from verifier.policy import ClaimPolicy
-from verifier.records import CARD_TYPES
+from verifier.records import CARD_TYPES, REGION
+from verifier.trust import ISSUER_PATTERN
 
 REGISTRY = "registry.jsonl"
 INSTITUTION_ID = "bench-hospital"
@@ -58,8 +59,7 @@ EXPECTED = {
     "unknown_key": "unknown_key",
     "malformed": "malformed",
 }
-_ISSUER = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_REGION = re.compile(r"[0-9]{6}")
+_ISSUER = re.compile(ISSUER_PATTERN)  # the trust list's rule for an issuer name
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def check_options(opts: CorpusOptions) -> None:
         raise CorpusPlanError("--iss must be a short lowercase issuer id such as 'nhsa'")
     if opts.card not in CARD_TYPES:
         raise CorpusPlanError(f"--card must be one of {', '.join(CARD_TYPES)}")
-    if not _REGION.fullmatch(opts.region):
+    if not REGION.fullmatch(opts.region):
         raise CorpusPlanError("--region must be 6 digits")
     if not 1 <= opts.ttl <= 3600:
         raise CorpusPlanError("--ttl must be 1..3600 seconds (the service's default limit is 300)")
