@@ -112,8 +112,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument("--rate", type=positive_float, default=1000.0, help="noise-floor rate")
     parser.add_argument("--target", help="an already running no-op server (default: start one)")
     parser.add_argument("--serve", type=int, metavar="PORT", help="only serve, for wrk")
-    # Accepted and ignored: calibrate no longer runs the hot-path probe (experiments/hotpath.py).
-    parser.add_argument("--no-hot-path", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path)
     parser.set_defaults(handler=_handle, warmup=1.0)  # calibrate warms up 1 s by default
 

@@ -170,7 +170,7 @@ def test_run_report_plot_compare_end_to_end(
 def test_calibrate_noise_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "calibrate.json"
     status = cli.main(["calibrate", "--rate", "200", "--duration", "1s", "--connections", "2",
-                       "--no-hot-path", "--out", str(out)])  # fmt: skip
+                       "--out", str(out)])  # fmt: skip
     assert status in (0, 1)
     document = json.loads(out.read_text())
     assert document["kind"] == "calibrate-noise"
