@@ -87,18 +87,18 @@ def run_calibrate(options: CalibrateOptions) -> int:
     except runner.RunError as err:
         print(f"bench calibrate: {err}", file=sys.stderr)
         return 2
-    print(render(document))
-    cal = document["calibration"]
     if options.max:
-        print(f"\nmaximum rate: {document['achieved_rps']:.0f} rps")
+        headline = f"maximum rate: {document['achieved_rps']:.0f} rps"
     else:
         lat = document["latency_us"]
-        print(
-            f"\nnoise floor at {options.rate:g} rps: p50 {lat['p50']} µs, p99 {lat['p99']} µs,"
+        headline = (
+            f"noise floor at {options.rate:g} rps: p50 {lat['p50']} µs, p99 {lat['p99']} µs,"
             f" p99.9 {lat['p99.9']} µs; send lag p99 {document['send_lag_us']['p99']} µs"
         )
-    spinning = "" if options.max or not options.spin else ", mostly spinning between sends"
-    print(f"generator CPU: {cal['cpu_us_per_request']} µs/request (process incl. kernel{spinning})")
+    extra = ["", headline]
+    if not options.max and options.spin:
+        extra.append("(the generator CPU above includes its spinning between sends)")
+    print(render(document, *extra))  # the verdict stays the last line
     if options.out is not None:
         results.write(document, options.out)
     return 0 if document["valid"] else 1

@@ -116,8 +116,9 @@ def verdict(doc: dict[str, Any]) -> tuple[bool, str]:
     return True, f"VALID: {counts}; SLO {judged}."
 
 
-def render(doc: dict[str, Any]) -> str:
-    """The tables for one results document, ending with the :func:`verdict` line."""
+def render(doc: dict[str, Any], *extra: str) -> str:
+    """The tables for one results document, then the ``extra`` lines, ending with the
+    :func:`verdict` line."""
     s, req = doc["settings"], doc["requests"]
     rate = "max" if doc["intended_rps"] is None else f"{doc['intended_rps']:g} rps"
     lines = [
@@ -146,7 +147,7 @@ def render(doc: dict[str, Any]) -> str:
         )
     if doc.get("slos"):
         lines += ["", "latency objectives", *slo_table(doc)]
-    return "\n".join([*lines, "", verdict(doc)[1]])
+    return "\n".join([*lines, *extra, "", verdict(doc)[1]])
 
 
 def latency_table(doc: dict[str, Any]) -> list[str]:
