@@ -23,9 +23,11 @@ nonce exactly one sees the SET take.
 from __future__ import annotations
 
 import hashlib
+import time
 
 from verifier.errors import StoreUnavailable
 from verifier.store.base import NEW, REPLAYED, RETRY
+from verifier.store.keys import holder_key, nonce_key
 
 CLAIM_LUA = """\
 local holder = redis.call('GET', KEYS[1])
@@ -53,6 +55,35 @@ return {'replayed', false}
 """
 
 CLAIM_SHA = hashlib.sha1(CLAIM_LUA.encode()).hexdigest()
+
+
+def claim_prefix(command: str, script: str) -> bytes:
+    """``EVALSHA <sha> 3`` or ``EVAL <script> 3``, packed: what :func:`claim_args` follows."""
+    name, body = command.encode(), script.encode()
+    return b"*11\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$1\r\n3\r\n" % (len(name), name, len(body), body)
+
+
+def claim_args(
+    sub: str, jti: str, claimant: str, request_id: str | None, ttl_ms: int, keep: bytes
+) -> bytes:
+    """The claim script's three keys and five arguments, packed (after a :func:`claim_prefix`).
+
+    ``keep``: the use record's time to live in ms (the reconcile window, or the nonce's when
+    longer); "now" is read here.
+    """
+    hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
+    uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
+    cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
+    now = b"%d" % (time.time_ns() // 1_000_000)
+    return (
+        b"$%d\r\n%s\r\n"
+        * 8
+        % (
+            *(len(hk), hk, len(nk), nk, len(uk), uk, len(cl), cl),
+            *(len(rid), rid, len(ttl), ttl, len(keep), keep, len(now), now),
+        )
+    )
+
 
 # Behind :meth:`RedisStore.reconcile_claim` (not the hot path): a use accepted offline.
 # KEYS as above (all three); ARGV[1] claimant, ARGV[2] request id (non-empty), ARGV[3] nonce

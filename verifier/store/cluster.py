@@ -42,7 +42,13 @@ from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
 from verifier.errors import ConfigError, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import REPLAYED, Claim, claim_result, read_record
-from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
+from verifier.store.claim_script import (
+    CLAIM_LUA,
+    CLAIM_SHA,
+    claim_args,
+    claim_prefix,
+    parse_claim_reply,
+)
 from verifier.store.cluster_checks import NodeReport, judge_cluster, replica_addresses
 from verifier.store.cluster_identity import ClusterIdentity
 from verifier.store.cluster_router import ClusterRouter, Confirm, Reply, describe
@@ -52,7 +58,6 @@ from verifier.store.keys import (
     holder_key,
     institution_key,
     institution_scanners_key,
-    nonce_key,
     scanner_key,
 )
 from verifier.store.redis_gateways import Command, GatewayRecords
@@ -79,9 +84,11 @@ def _confirmed_claim_lua() -> str:
 
 
 CONFIRMED_CLAIM_LUA = _confirmed_claim_lua()
+_CONFIRMED_SHA = hashlib.sha1(CONFIRMED_CLAIM_LUA.encode()).hexdigest()
+# The packed EVALSHA and EVAL prefixes of the claim script, by whether claims are confirmed.
 _SCRIPTS = {
-    False: (CLAIM_LUA, CLAIM_SHA),
-    True: (CONFIRMED_CLAIM_LUA, hashlib.sha1(CONFIRMED_CLAIM_LUA.encode()).hexdigest()),
+    False: (claim_prefix("EVALSHA", CLAIM_SHA), claim_prefix("EVAL", CLAIM_LUA)),
+    True: (claim_prefix("EVALSHA", _CONFIRMED_SHA), claim_prefix("EVAL", CONFIRMED_CLAIM_LUA)),
 }
 
 
@@ -185,22 +192,11 @@ class ClusterStore(GatewayRecords):
         check_claim_args(sub, jti, claimant, request_id, ttl_ms)
         if self._router.closed:
             raise StoreUnavailable("redis cluster store is closed")
-        hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
-        uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
-        cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
         # The use record outlives the nonce: kept for the reconcile window, from now.
         keep = self._keep if ttl_ms <= self.reconcile_window_ms else b"%d" % ttl_ms
-        now = b"%d" % (time.time_ns() // 1_000_000)
-        lua, sha = _SCRIPTS[self.min_replicas > 0]
-        packed = b"*11\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n3\r\n" % sha.encode()
-        packed += (
-            b"$%d\r\n%s\r\n"
-            * 8
-            % (
-                *(len(hk), hk, len(nk), nk, len(uk), uk, len(cl), cl),
-                *(len(rid), rid, len(ttl), ttl, len(keep), keep, len(now), now),
-            )
-        )
+        args = claim_args(sub, jti, claimant, request_id, ttl_ms, keep)
+        by_sha, by_script = _SCRIPTS[self.min_replicas > 0]
+        packed = by_sha + args
         slot = tag_slot(sub.encode())
         node = self._router.slots[slot]
         first = None
@@ -234,7 +230,7 @@ class ClusterStore(GatewayRecords):
             first = (node, reply)  # did not run: follow it within what is left of the deadline
 
         async def routed() -> Claim:
-            script = pack("EVAL", lua, 3, hk, nk, uk, cl, rid, ttl, keep, now)
+            script = by_script + args
             confirm_by = started + self._confirm_within if self.min_replicas else None
             reply, wait = await self._router.execute(
                 slot, packed, script=script, confirm_by=confirm_by, first=first

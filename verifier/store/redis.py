@@ -34,7 +34,13 @@ from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
 from verifier.errors import ConfigError, StoreAuthFailed, StoreUnavailable
 from verifier.records import Holder, Institution, Scanner
 from verifier.store.base import Claim, claim_result, read_record
-from verifier.store.claim_script import CLAIM_LUA, CLAIM_SHA, parse_claim_reply
+from verifier.store.claim_script import (
+    CLAIM_LUA,
+    CLAIM_SHA,
+    claim_args,
+    claim_prefix,
+    parse_claim_reply,
+)
 from verifier.store.identity import (
     CHECK_INTERVAL_S,
     Forgetting,
@@ -48,7 +54,6 @@ from verifier.store.keys import (
     holder_key,
     institution_key,
     institution_scanners_key,
-    nonce_key,
     scanner_key,
 )
 from verifier.store.redis_gateways import GatewayRecords
@@ -226,16 +231,10 @@ class RedisStore(GatewayRecords):
             raise StoreUnavailable("redis store is closed")
         if time.monotonic() - self._watch.checked_at > CHECK_INTERVAL_S:
             await self._recheck()  # a claim waits for a due identity check, never passes it
-        hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
-        uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
-        cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
         # The use record outlives the nonce: kept for the reconcile window, from now.
         keep = self._keep if ttl_ms <= self.reconcile_window_ms else b"%d" % ttl_ms
-        now = b"%d" % (time.time_ns() // 1_000_000)
-        packed = _CLAIM_PREFIX + b"$%d\r\n%s\r\n" * 8 % (
-            *(len(hk), hk, len(nk), nk, len(uk), uk, len(cl), cl),
-            *(len(rid), rid, len(ttl), ttl, len(keep), keep, len(now), now),
-        )
+        args = claim_args(sub, jti, claimant, request_id, ttl_ms, keep)
+        packed = _CLAIM_PREFIX + args
         try:
             if self._conn.connected:  # the hot path: the connection's sweeper keeps the deadline
                 reply = await self._conn.call(packed)
@@ -252,10 +251,8 @@ class RedisStore(GatewayRecords):
             if reply.code != "NOSCRIPT":
                 raise _failure("claim", reply)
             # Script cache empty (restart, failover): send the script itself once.
-            args = (3, hk, nk, uk, cl, rid, ttl, keep, now)
-            [reply] = await self._call(
-                "claim", self._deadline, lambda: self._send_and_read([("EVAL", CLAIM_LUA, *args)])
-            )
+            script = _CLAIM_SCRIPT + args
+            reply = await self._call("claim", self._deadline, lambda: self._conn.call(script))
             if isinstance(reply, RespError):
                 raise StoreUnavailable(f"redis claim: {_describe(reply)}")
         return claim_result(*parse_claim_reply(reply))
@@ -378,7 +375,8 @@ class RedisStore(GatewayRecords):
         self._conn.close()
 
 
-_CLAIM_PREFIX = b"*11\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n3\r\n" % CLAIM_SHA.encode()
+_CLAIM_PREFIX = claim_prefix("EVALSHA", CLAIM_SHA)
+_CLAIM_SCRIPT = claim_prefix("EVAL", CLAIM_LUA)
 
 
 def _failure(what: str, err: RespError | OSError | ssl.SSLError) -> StoreUnavailable:
