@@ -50,6 +50,30 @@ def test_claims_for_holders_on_every_master(redis_cluster: RedisCluster, cluster
                 assert c.exists(holder_key(sub), nonce_key(sub, "n1")) == 2
 
 
+@pytest.mark.parametrize("min_replicas", [0, 1])
+def test_an_empty_script_cache_sends_the_script_itself(
+    redis_cluster: RedisCluster, cluster_url: str, min_replicas: int
+) -> None:
+    """After SCRIPT FLUSH (a restart, a failover) the claim's EVALSHA gets NOSCRIPT and the
+    store sends the script with EVAL, on every master."""
+    subs = [s for [s] in redis_cluster.subs_by_master(1).values()]
+    redis_cluster.on_every_node("SCRIPT", "FLUSH")
+
+    async def body() -> None:
+        store = ClusterStore(cluster_url, deadline_ms=2_000, min_replicas=min_replicas)
+        try:
+            for s in subs:
+                assert (await store.claim(s, "n1", "a", "r1", TTL_MS)).outcome == NEW
+                assert (await store.claim(s, "n1", "b", "r2", TTL_MS)).outcome == REPLAYED
+        finally:
+            await store.close()
+
+    asyncio.run(body())
+    for port, _, _ in redis_cluster.masters():
+        with redis_cluster.node(port).client() as c:
+            assert c.info("commandstats")["cmdstat_eval"]["calls"] >= 1
+
+
 def test_bulk_writes_reach_every_master(redis_cluster: RedisCluster, cluster_url: str) -> None:
     progress: list[int] = []
 
