@@ -294,3 +294,17 @@ def test_tls_settings_mistakes_are_refused(capsys, monkeypatch, env, needle) -> 
     code, _, err = run(capsys, "institutions", "get", "x")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert needle in err, err
+
+
+def test_rediss_without_a_client_certificate_says_the_server_wants_one(
+    capsys, monkeypatch, tls_redis
+) -> None:
+    port, files = tls_redis
+    monkeypatch.setenv("VERIFIER_REDIS_CA_FILE", str(files["ca.crt"]))
+    monkeypatch.delenv("VERIFIER_REDIS_CERT_FILE", raising=False)
+    monkeypatch.delenv("VERIFIER_REDIS_KEY_FILE", raising=False)
+    url = f"rediss://127.0.0.1:{port}/0"
+    code, _, err = run(capsys, "institutions", "get", "x", "--store", url)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "refused the TLS client certificate" in err and "VERIFIER_REDIS_CERT_FILE" in err, err
+    assert "is it running" not in err, err

@@ -63,6 +63,7 @@ from verifier.store.resp import (
     PipelinedConnection,
     RespError,
     auth_failure,
+    client_certificate_refused,
     pack,
 )
 
@@ -389,6 +390,9 @@ def _failure(what: str, err: RespError | OSError | ssl.SSLError) -> StoreUnavail
         return (
             StoreAuthFailed(auth) if auth else StoreUnavailable(f"redis {what}: {_describe(err)}")
         )
+    refused = client_certificate_refused(err)
+    if refused is not None:  # during the handshake (TLS 1.2)
+        return StoreAuthFailed(refused)
     if isinstance(err, ssl.SSLCertVerificationError):
         return StoreUnavailable(
             f"redis {what}: TLS: {err.verify_message or err}; the server's certificate is not "

@@ -57,6 +57,33 @@ URL_FORMS = (
 )
 
 
+# TLS alerts a server sends when it does not take our client certificate (or got none).
+_CLIENT_CERT_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+)
+
+
+def client_certificate_refused(exc: BaseException | None) -> str | None:
+    """A one-line explanation when ``exc`` is a TLS server refusing our client certificate
+    (a TLS 1.3 server says so only after the handshake, on the first read), else None."""
+    if not isinstance(exc, ssl.SSLError):
+        return None
+    alert = str(exc.reason or "")
+    if not alert.endswith(_CLIENT_CERT_ALERTS):
+        return None
+    return (
+        f"the Redis server refused the TLS client certificate ({alert}): set "
+        "VERIFIER_REDIS_CERT_FILE and VERIFIER_REDIS_KEY_FILE to a certificate and key signed "
+        "by a CA the server trusts (tls-ca-cert-file)"
+    )
+
+
 def auth_failure(reply: RespError) -> str | None:
     """A one-line explanation when ``reply`` is Redis refusing authentication, else None.
 
@@ -139,7 +166,11 @@ class _Protocol(asyncio.Protocol):
                 fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(ConnectionDown(f"connection to Redis lost: {exc or 'closed by server'}"))
+        refused = client_certificate_refused(exc)
+        if refused is not None:
+            self.fail(AuthFailed(refused))
+        else:
+            self.fail(ConnectionDown(f"connection to Redis lost: {exc or 'closed by server'}"))
 
     def fail(self, err: Exception) -> None:
         self.lost = True
