@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import httptools
 
@@ -114,18 +114,23 @@ class _Fields:
 
 class Head:
     """One request head as it arrives, each byte looked at once (a head sent a byte at a
-    time costs what it costs in one piece): llhttp is fed only the new bytes."""
+    time costs what it costs in one piece): llhttp is fed only the new bytes. The parser is
+    made at the first piece: a head that arrives whole is looked up first (:func:`parse`)."""
 
-    __slots__ = ("found", "parser", "fed", "end")
+    __slots__ = ("found", "parser", "fed", "end", "info")
 
     def __init__(self) -> None:
-        self.found = _Fields()
-        self.parser = httptools.HttpRequestParser(self.found)
+        self.found: _Fields | None = None
+        self.parser: Any = None  # httptools.HttpRequestParser, made at the first feed
         self.fed = 0  # bytes of the buffer checked and fed to llhttp
         self.end = -1  # where the body starts, once the head is complete
+        self.info: HeadInfo | Handoff | None = None  # what the complete head says
 
     def feed(self, buf: bytes | bytearray) -> bool | None:
         """True: the head is complete (``end``); None: need more; False: aiohttp's."""
+        if self.parser is None:
+            self.found = _Fields()
+            self.parser = httptools.HttpRequestParser(self.found)
         start = self.fed
         stop = buf.find(b"\r\n\r\n", max(0, start - 3), MAX_HEAD + 4)
         if stop < 0 and len(buf) > MAX_HEAD:
@@ -144,12 +149,72 @@ class Head:
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             return False  # refused, or an upgrade (which the fast path never takes)
         self.fed = start + len(chunk)
+        assert self.found is not None
         if self.found.complete != (stop >= 0):
             return False  # llhttp ended the head elsewhere (a bare CR or LF): aiohttp's 400
         if stop < 0:
             return None
         self.end = stop + 4
         return True
+
+
+class HeadInfo(NamedTuple):
+    """What a complete head of a plain verify request says (everything but the body)."""
+
+    length: int
+    ctype: str
+    close: bool
+    authorization: str | None
+    idempotency_key: str | None
+    content_encoding: str | None
+
+
+def _head_info(found: _Fields) -> HeadInfo | Handoff:
+    """The fields of a complete, well-formed head, judged: HeadInfo, or HANDOFF."""
+    if found.repeated:
+        return HANDOFF
+    fields = found.fields
+    if b"host" not in fields or not _ELSEWHERE.isdisjoint(fields):
+        return HANDOFF  # no Host (aiohttp answers 400), or chunked, Expect, Upgrade
+    length = fields.get(b"content-length", b"")
+    if not (length.isdigit() and len(length) <= 6):
+        return HANDOFF
+    ctype = _CTYPES.get(fields.get(b"content-type", b"").lower())
+    connection = fields.get(b"connection")
+    close = _KEEP.get(connection.lower() if connection is not None else None)
+    if ctype is None or close is None:
+        return HANDOFF
+    auth = fields.get(b"authorization")
+    idem = fields.get(b"idempotency-key")
+    encoding = fields.get(b"content-encoding")
+    return HeadInfo(
+        int(length),
+        ctype,
+        close,
+        auth.decode() if auth is not None else None,
+        idem.decode() if idem is not None else None,
+        encoding.decode() if encoding is not None else None,
+    )
+
+
+# Complete heads met lately, with what they say. The head alone decides everything but the
+# body, and a scanner sends the same head again and again (the token's length aside, and an
+# Idempotency-Key if it sends one), so a head met before costs one lookup, not llhttp and its
+# callbacks. Bounded: emptied when full.
+_SEEN: dict[bytes, HeadInfo | Handoff] = {}
+SEEN_MAX = 4096
+
+
+def _seen(head: bytes) -> HeadInfo | Handoff:
+    """What the complete ``head`` says, from :data:`_SEEN` or by parsing it whole."""
+    info = _SEEN.get(head)
+    if info is None:
+        whole = Head()
+        info = _head_info(whole.found) if whole.feed(head) and whole.found else HANDOFF
+        if len(_SEEN) >= SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[head] = info
+    return info
 
 
 def parse(
@@ -160,41 +225,31 @@ def parse(
     ``head`` carries what earlier calls learnt of the same request (a fresh one if None)."""
     if head is None:
         head = Head()
-    if head.end < 0:
-        state = head.feed(buf)
-        if state is None:
-            return None
-        if not state:
-            return HANDOFF
-    found = head.found
-    if found.repeated:
-        return HANDOFF
-    fields = found.fields
-    if b"host" not in fields or not _ELSEWHERE.isdisjoint(fields):
-        return HANDOFF  # no Host (aiohttp answers 400), or chunked, Expect, Upgrade
-    length = fields.get(b"content-length", b"")
-    if not (length.isdigit() and len(length) <= 6) or int(length) > max_body:
-        return HANDOFF
-    ctype = _CTYPES.get(fields.get(b"content-type", b"").lower())
-    connection = fields.get(b"connection")
-    close = _KEEP.get(connection.lower() if connection is not None else None)
-    if ctype is None or close is None:
+    info = head.info
+    if info is None:
+        if head.fed == 0 and (stop := buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)) >= 0:
+            head.end = stop + 4  # arrived whole
+            info = _seen(bytes(buf[: head.end]))
+        else:  # arriving in pieces: each piece goes to llhttp as it comes
+            state = head.feed(buf)
+            if state is None:
+                return None
+            info = _head_info(head.found) if state and head.found else HANDOFF
+        head.info = info
+    if isinstance(info, Handoff) or info.length > max_body:
         return HANDOFF
     end = head.end
-    stop = end + int(length)
+    stop = end + info.length
     if len(buf) < stop:
         return None
-    auth = fields.get(b"authorization")
-    idem = fields.get(b"idempotency-key")
-    encoding = fields.get(b"content-encoding")
     return Parsed(
         stop,
-        auth.decode() if auth is not None else None,
-        ctype,
-        idem.decode() if idem is not None else None,
-        close,
+        info.authorization,
+        info.ctype,
+        info.idempotency_key,
+        info.close,
         bytes(buf[end:stop]),
-        encoding.decode() if encoding is not None else None,
+        info.content_encoding,
     )
 
 

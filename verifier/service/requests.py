@@ -6,7 +6,7 @@ Pure: bytes in, a value out, or :class:`verifier.errors.RequestRefused` (``malfo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from verifier.benefits import SERVICES
 from verifier.errors import MALFORMED_REQUEST, RequestRefused
@@ -21,8 +21,7 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)
 _FIELDS = frozenset({"token", "request_id", "service", "amount"})
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyRequest:
+class VerifyRequest(NamedTuple):  # a tuple: built for every request, and cheaper so
     token: str | bytes
     request_id: str | None = None
     service: str | None = None

@@ -27,7 +27,7 @@ import time
 
 from verifier.errors import StoreUnavailable
 from verifier.store.base import NEW, REPLAYED, RETRY
-from verifier.store.keys import holder_key, nonce_key
+from verifier.store.keys import HOLDER_PREFIX, NONCE_PREFIX, USE_PREFIX
 
 CLAIM_LUA = """\
 local holder = redis.call('GET', KEYS[1])
@@ -57,6 +57,9 @@ return {'replayed', false}
 CLAIM_SHA = hashlib.sha1(CLAIM_LUA.encode()).hexdigest()
 
 
+_HOLDER, _NONCE, _USE = HOLDER_PREFIX.encode(), NONCE_PREFIX.encode(), USE_PREFIX.encode()
+
+
 def claim_prefix(command: str, script: str) -> bytes:
     """``EVALSHA <sha> 3`` or ``EVAL <script> 3``, packed: what :func:`claim_args` follows."""
     name, body = command.encode(), script.encode()
@@ -68,11 +71,13 @@ def claim_args(
 ) -> bytes:
     """The claim script's three keys and five arguments, packed (after a :func:`claim_prefix`).
 
+    The caller has checked the arguments (:func:`verifier.store.keys.check_claim_args`).
     ``keep``: the use record's time to live in ms (the reconcile window, or the nonce's when
     longer); "now" is read here.
     """
-    hk, nk = holder_key(sub).encode(), nonce_key(sub, jti).encode()
-    uk = b"vu" + nk[2:]  # use_key(sub, jti), without checking sub again
+    tag = b"{%s}" % sub.encode()  # the keys of keys.py, without checking sub again
+    hk, nk = _HOLDER + tag, b"%s%s:%s" % (_NONCE, tag, jti.encode())
+    uk = _USE + nk[len(_NONCE) :]
     cl, rid, ttl = claimant.encode(), (request_id or "").encode(), b"%d" % ttl_ms
     now = b"%d" % (time.time_ns() // 1_000_000)
     return (
