@@ -178,4 +178,4 @@ def test_calibrate_noise_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert document["requests"]["errors"] == document["requests"]["mismatches"] == 0
     out = capsys.readouterr().out
     assert "noise floor at 200 rps" in out
-    assert out.rstrip().splitlines()[-1].startswith(("OK", "INVALID"))  # the verdict is last
+    assert out.rstrip().splitlines()[-1].startswith(("VALID", "INVALID"))  # the verdict is last

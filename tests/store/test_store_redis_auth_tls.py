@@ -306,5 +306,6 @@ def test_rediss_without_a_client_certificate_says_the_server_wants_one(
     url = f"rediss://127.0.0.1:{port}/0"
     code, _, err = run(capsys, "institutions", "get", "x", "--store", url)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "refused the TLS client certificate" in err and "VERIFIER_REDIS_CERT_FILE" in err, err
-    assert "is it running" not in err, err
+    # Said for certain when the server's alert arrives; as a hint when it only closed the
+    # connection (which of the two the client sees is a race).
+    assert "VERIFIER_REDIS_CERT_FILE" in err and "VERIFIER_REDIS_KEY_FILE" in err, err

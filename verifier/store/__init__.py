@@ -11,7 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from verifier.config import DEFAULT_RECONCILE_WINDOW_MS
-from verifier.errors import ConfigError
+from verifier.errors import ConfigError, StoreAuthFailed, StoreUnavailable
 from verifier.store.base import NEW, REPLAYED, RETRY, Claim, Store
 from verifier.store.cluster import ClusterStore
 from verifier.store.memory import MemoryStore
@@ -90,6 +90,19 @@ async def open_store(
         )
         try:
             await store.check_eviction_policy(allow_eviction)
+        except StoreAuthFailed:
+            await store.close()
+            raise
+        except StoreUnavailable as err:
+            await store.close()
+            if tls is not None and not tls_files[1] and "lost" in str(err):
+                # A TLS server that wants a client certificate may just close the connection
+                # (its alert, when it sends one, is said as such: StoreAuthFailed).
+                raise StoreUnavailable(
+                    f"{err}; if this Redis requires client certificates (tls-auth-clients), "
+                    "set VERIFIER_REDIS_CERT_FILE and VERIFIER_REDIS_KEY_FILE"
+                ) from err
+            raise
         except BaseException:
             await store.close()
             raise
