@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 
 from verifier.errors import ConfigError, StoreUnavailable
-from verifier.store.resp import RespError
+from verifier.store.redis import eviction_problem
 from verifier.store.slots import SLOTS, Address, SlotRange, uncovered
 
 log = logging.getLogger("verifier.store.cluster")
@@ -83,21 +83,6 @@ def judge_cluster(
         if not allow_eviction:
             raise ConfigError(message)
         log.warning("%s (allowed by %s)", message, ALLOW_EVICTION_SETTING)
-
-
-def eviction_problem(reply: object) -> str | None:
-    """What is wrong with a CONFIG GET maxmemory-policy reply, or None for ``noeviction``."""
-    if isinstance(reply, dict):  # RESP3
-        reply = [item for pair in reply.items() for item in pair]
-    if isinstance(reply, RespError):
-        return (
-            f"CONFIG GET is not permitted on this Redis ({reply}), so its maxmemory-policy "
-            "cannot be checked"
-        )
-    if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
-        policy = reply[1].decode(errors="replace")
-        return None if policy == "noeviction" else f"Redis maxmemory-policy is {policy!r}"
-    return f"unexpected reply to CONFIG GET maxmemory-policy: {reply!r:.100}"
 
 
 def replica_addresses(report: NodeReport) -> list[Address]:

@@ -324,7 +324,7 @@ class RedisStore(GatewayRecords):
         )
         if isinstance(reply, RespError) and auth_failure(reply) is not None:
             raise _failure("CONFIG GET", reply)  # not a policy question: the URL is wrong
-        problem = _policy_problem(reply)
+        problem = eviction_problem(reply)
         if problem is None:
             self._watch_policy = not allow_eviction
             self._policy_read_at = time.monotonic()
@@ -357,7 +357,7 @@ class RedisStore(GatewayRecords):
             )
         except StoreUnavailable:
             return self._policy_problem  # the readiness probe's PING reports the store
-        problem = _policy_problem(reply)
+        problem = eviction_problem(reply)
         if problem != self._policy_problem:
             if problem is None:
                 log.warning("Redis maxmemory-policy is 'noeviction' again; ready")
@@ -406,7 +406,7 @@ def _log_record_failure(task: asyncio.Future[object]) -> None:
         log.warning("redis: could not record the detection on the node: %s", err)
 
 
-def _policy_problem(reply: object) -> str | None:
+def eviction_problem(reply: object) -> str | None:
     """None when a reply to CONFIG GET maxmemory-policy says ``noeviction``, else why not."""
     if isinstance(reply, dict):  # RESP3
         reply = [item for pair in reply.items() for item in pair]
