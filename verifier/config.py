@@ -6,32 +6,26 @@ Precedence: flags (``overrides``) > environment (``VERIFIER_*``) > the TOML file
 names where the bad value came from: the variable (``VERIFIER_EXP_LEEWAY: …``) or the file and
 its key (``config file /etc/verifier.toml, key exp_leeway: …``).
 
-A settings class is a frozen dataclass of ``bool``, ``int``, ``float`` and ``str`` fields: field
-``x`` is read from ``VERIFIER_X`` and from key ``x`` of the config file. Limits of one field go in
-the field (:func:`setting`); rules across fields in a ``problems()`` method that yields
-``(field name, message)``. :func:`load` builds any such class. One config file serves every
+How a settings class is read (fields, limits, the ``problems()`` rules across fields) is
+:mod:`verifier.config_loader`; this module holds the classes. One config file serves every
 command, so a key is refused only when none of :data:`FILE_SETTINGS` has it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import re
-import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar, get_type_hints
+from typing import TypeVar
 from urllib.parse import urlsplit
 
+from verifier import config_loader
+from verifier.config_loader import Parser, setting
 from verifier.durations import parse_duration
 from verifier.errors import ConfigError
 from verifier.policy import MAX_CLOCK_SKEW, MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
 from verifier.sidecar.budget import parse_amount
 
-ENV_PREFIX = "VERIFIER_"
-CONFIG_VARIABLE = "VERIFIER_CONFIG"
 DEFAULT_STORE = "redis://127.0.0.1:6379/0"
 # How long the centre remembers a token's use, so that a gateway reconciling an offline
 # acceptance later still finds a double use (VERIFIER_RECONCILE_WINDOW).
@@ -39,26 +33,9 @@ DEFAULT_RECONCILE_WINDOW_MS = 72 * 3_600_000
 LOG_FORMATS = ("text", "json")
 
 _LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
 _GATEWAY_CREDENTIAL = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{16,128}")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 
 S = TypeVar("S")
-# Reads one raw value (text from the environment, or a TOML value); raises ConfigError whose
-# message starts with the label it is given (the variable, or the file and key).
-Parser = Callable[[str, object], object]
-
-
-def setting(
-    default: object,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    parse: Parser | None = None,
-) -> Any:
-    """A settings field: its default, optional inclusive bounds, optional parser of raw values."""
-    return dataclasses.field(default=default, metadata={"low": low, "high": high, "parse": parse})
 
 
 def _claim_duration(low: int, high: int) -> Parser:
@@ -312,43 +289,8 @@ def load(
     overrides: Mapping[str, object] | None = None,
     config_file: str | None = None,
 ) -> S:
-    """An instance of the settings dataclass ``cls`` from flags, environment and config file.
-
-    ``overrides`` maps field names to flag values (None = flag not given); ``config_file``
-    (the ``--config`` flag) wins over ``VERIFIER_CONFIG`` in ``environ``. Raises ConfigError
-    naming the variable, or the file and key, of the first bad value.
-    """
-    kinds = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    raw: dict[str, object] = {}
-    labels = {name: ENV_PREFIX + name.upper() for name in fields}
-    path = config_file or environ.get(CONFIG_VARIABLE)
-    if path:
-        known = set(fields) | {f.name for c in FILE_SETTINGS for f in dataclasses.fields(c)}
-        for key, value in _read_file(path).items():
-            if key not in known:
-                raise ConfigError(f"config file {path}: unknown setting {key!r}")
-            if key in fields:
-                raw[key] = value
-                labels[key] = f"config file {path}, key {key}"
-    for name in fields:
-        variable = ENV_PREFIX + name.upper()
-        if variable in environ:
-            raw[name] = environ[variable]
-            labels[name] = variable
-    for name, value in (overrides or {}).items():
-        if name not in fields:
-            raise TypeError(f"{cls.__name__} has no setting {name!r}")  # a caller's bug
-        if value is not None:
-            raw[name] = value
-            labels[name] = ENV_PREFIX + name.upper()
-    values = {name: _convert(fields[name], kinds[name], raw[name], labels[name]) for name in raw}
-    settings = cls(**values)
-    for name, field in fields.items():
-        _check_bounds(field, getattr(settings, name), labels[name])
-    for name, message in getattr(settings, "problems", lambda: ())():
-        raise ConfigError(f"{labels[name]}: {message}")
-    return settings
+    """``cls`` (one of :data:`FILE_SETTINGS`) read by :func:`verifier.config_loader.load`."""
+    return config_loader.load(cls, environ, overrides, config_file, FILE_SETTINGS)
 
 
 def load_settings(
@@ -358,72 +300,6 @@ def load_settings(
 ) -> Settings:
     """The settings of `verifier serve`: ``load(Settings, …)``."""
     return load(Settings, environ, overrides, config_file)
-
-
-def parse_bool(label: str, raw: object) -> bool:
-    """A yes/no value (1/true/yes/on, 0/false/no/off/empty); ConfigError naming ``label``."""
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ConfigError(f"{label}: expected true or false, got {raw!r}")
-
-
-def _read_file(path: str) -> dict[str, object]:
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"config file {path}: {err}") from err
-
-
-def _convert(field: dataclasses.Field[Any], kind: object, raw: object, label: str) -> object:
-    parse = field.metadata.get("parse")
-    if parse is not None:
-        return parse(label, raw)
-    if kind is bool:
-        return parse_bool(label, raw)
-    if kind is int:
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and _INTEGER.fullmatch(raw.strip()):
-            return int(raw.strip())
-        raise ConfigError(f"{label}: expected an integer, got {raw!r}")
-    if kind is float:
-        value = math.nan
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            value = float(raw)
-        elif isinstance(raw, str):
-            try:
-                value = float(raw.strip())
-            except ValueError:
-                pass  # reported below with the label
-        if not math.isfinite(value):
-            raise ConfigError(f"{label}: expected a number, got {raw!r}")
-        return value
-    if kind is str:
-        if isinstance(raw, str):
-            return raw.strip()
-        raise ConfigError(f"{label}: expected a string, got {raw!r}")
-    raise TypeError(f"setting {field.name} has a type the loader cannot read: {kind!r}")
-
-
-def _check_bounds(field: dataclasses.Field[Any], value: object, label: str) -> None:
-    low, high = field.metadata.get("low"), field.metadata.get("high")
-    if not isinstance(value, int | float) or (low is None and high is None):
-        return
-    if low is not None and high is not None:
-        bound = f"between {_number(low)} and {_number(high)}"
-    elif low is not None:
-        bound = f"at least {_number(low)}"
-    else:
-        bound = f"at most {_number(high)}"
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{label}: must be {bound}, got {_number(value)}")
-
-
-def _number(x: object) -> str:
-    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
 def _split_listen(text: str) -> tuple[str, int] | None:
