@@ -14,7 +14,8 @@ Requests on one connection are answered in order, one at a time (pipelined reque
 the buffer). Reading pauses while the buffer holds more than a request can take, and while the
 socket's write buffer is full: a client that sends without reading what it is answered fills
 its own socket, not the server's memory. Each head is looked at once, as its bytes arrive
-(:class:`verifier.service.http1.Head`). Timeouts and the connection cap are the
+(:class:`verifier.service.http1.Head`); one that arrives whole and was met before is looked
+up instead. Timeouts and the connection cap are the
 :class:`~verifier.service.connections.Governor`'s, the same for connections handed to aiohttp.
 A head that is already malformed is handed over at once, before it is complete, because
 aiohttp rejects it at once too.
