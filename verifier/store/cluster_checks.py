@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from verifier.errors import ConfigError, StoreUnavailable
-from verifier.store.redis import eviction_problem
+from verifier.errors import StoreUnavailable
+from verifier.store.eviction import eviction_problem, refuse_eviction
 from verifier.store.slots import SLOTS, Address, SlotRange, uncovered
 
 log = logging.getLogger("verifier.store.cluster")
 
 # The setting an operator flips to run on an evicting Redis anyway (as for a single node).
-ALLOW_EVICTION_SETTING = "VERIFIER_ALLOW_EVICTION"
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,7 @@ def judge_cluster(
                     min_replicas,
                 )
     if evicting:
-        message = (
-            "; ".join(evicting) + "; the verifier needs 'noeviction' on every node, because an "
-            f"evicted nonce would let its token be accepted twice. Set {ALLOW_EVICTION_SETTING} "
-            "to run anyway."
-        )
-        if not allow_eviction:
-            raise ConfigError(message)
-        log.warning("%s (allowed by %s)", message, ALLOW_EVICTION_SETTING)
+        refuse_eviction("; ".join(evicting), allow_eviction, every_node=True)
 
 
 def replica_addresses(report: NodeReport) -> list[Address]:

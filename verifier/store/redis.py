@@ -41,6 +41,12 @@ from verifier.store.claim_script import (
     claim_prefix,
     parse_claim_reply,
 )
+from verifier.store.eviction import (
+    POLICY_COMMAND,
+    PolicyWatch,
+    eviction_problem,
+    refuse_eviction,
+)
 from verifier.store.identity import (
     CHECK_INTERVAL_S,
     Forgetting,
@@ -72,11 +78,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Command = tuple[str | bytes | int, ...]
 
-# The setting an operator flips to run on an evicting Redis anyway.
-ALLOW_EVICTION_SETTING = "VERIFIER_ALLOW_EVICTION"
 # How often a running service reads maxmemory-policy again (at most; see eviction_problem).
 EVICTION_RECHECK_SECONDS = 5.0
-_POLICY_COMMAND: Command = ("CONFIG", "GET", "maxmemory-policy")
 
 
 class RedisStore(GatewayRecords):
@@ -110,10 +113,8 @@ class RedisStore(GatewayRecords):
         self.reconcile_window_ms = reconcile_window_ms
         self._keep = b"%d" % reconcile_window_ms
         self._closed = False
-        # Set by check_eviction_policy: re-read the policy while running (eviction_problem).
-        self._watch_policy = False
-        self._policy_read_at = -EVICTION_RECHECK_SECONDS
-        self._policy_problem: str | None = None
+        # Started by check_eviction_policy: the policy read again while running.
+        self._policy = PolicyWatch()
         # Forgetting means reject (verifier.store.identity): the node's identity is read on
         # every new connection before it carries a claim, and again every CHECK_INTERVAL_S.
         self._watch = Watch()
@@ -310,65 +311,41 @@ class RedisStore(GatewayRecords):
             raise StoreUnavailable(f"redis PING: {_describe(reply)}")
 
     async def check_eviction_policy(self, allow_eviction: bool) -> None:
-        """Refuse (ConfigError) a server whose ``maxmemory-policy`` is not ``noeviction``.
-
-        An evicted nonce lets its token be accepted again; under ``noeviction`` a full Redis
-        refuses writes instead, and claims fail closed. Where CONFIG is not permitted (managed
-        Redis, ACLs) the policy cannot be checked, which is refused the same way. With
-        ``allow_eviction`` both become a logged warning. StoreUnavailable if Redis does not answer.
+        """Refuse (ConfigError) a server whose ``maxmemory-policy`` is not ``noeviction`` or
+        cannot be read; with ``allow_eviction`` a logged warning (:mod:`verifier.store.eviction`).
+        StoreUnavailable if Redis does not answer.
         """
         [reply] = await self._call(
             "CONFIG GET",
             self._admin_deadline,
-            lambda: self._send_and_read([_POLICY_COMMAND], self._admin_deadline),
+            lambda: self._send_and_read([POLICY_COMMAND], self._admin_deadline),
         )
         if isinstance(reply, RespError) and auth_failure(reply) is not None:
             raise _failure("CONFIG GET", reply)  # not a policy question: the URL is wrong
         problem = eviction_problem(reply)
         if problem is None:
-            self._watch_policy = not allow_eviction
-            self._policy_read_at = time.monotonic()
-            return
-        message = (
-            f"{problem}; the verifier needs 'noeviction', because an evicted nonce would let "
-            f"its token be accepted twice. Set {ALLOW_EVICTION_SETTING} to run anyway."
-        )
-        if not allow_eviction:
-            raise ConfigError(message)
-        log.warning("%s (allowed by %s)", message, ALLOW_EVICTION_SETTING)
+            self._policy.started(allow_eviction)
+        else:
+            refuse_eviction(problem, allow_eviction)
 
     async def eviction_problem(self) -> str | None:
         """Why this Redis may now evict nonces, or None (the readiness probe asks).
 
         A policy found ``noeviction`` at start (without ``allow_eviction``) is read again at
-        most every EVICTION_RECHECK_SECONDS: an operator who switches it to an evicting one
-        while the service runs makes the service not ready (logged once, and once more when
-        it is back). Between reads, and when Redis does not answer, the last finding stands.
+        most every EVICTION_RECHECK_SECONDS; between reads, and when Redis does not answer,
+        the last finding stands.
         """
-        now = time.monotonic()
-        if not self._watch_policy or now - self._policy_read_at < EVICTION_RECHECK_SECONDS:
-            return self._policy_problem
-        self._policy_read_at = now
+        if not self._policy.due(EVICTION_RECHECK_SECONDS):
+            return self._policy.problem
         try:
             [reply] = await self._call(
                 "CONFIG GET",
                 self._deadline,
-                lambda: self._send_and_read([_POLICY_COMMAND], self._deadline),
+                lambda: self._send_and_read([POLICY_COMMAND], self._deadline),
             )
         except StoreUnavailable:
-            return self._policy_problem  # the readiness probe's PING reports the store
-        problem = eviction_problem(reply)
-        if problem != self._policy_problem:
-            if problem is None:
-                log.warning("Redis maxmemory-policy is 'noeviction' again; ready")
-            else:
-                log.error(
-                    "%s; the verifier needs 'noeviction', because an evicted nonce would let "
-                    "its token be accepted twice: not ready until it is set back",
-                    problem,
-                )
-        self._policy_problem = problem
-        return problem
+            return self._policy.problem  # the readiness probe's PING reports the store
+        return self._policy.update(reply)
 
     async def close(self) -> None:
         """Close all connections; later calls raise StoreUnavailable."""
@@ -404,21 +381,6 @@ def _failure(what: str, err: RespError | OSError | ssl.SSLError) -> StoreUnavail
 def _log_record_failure(task: asyncio.Future[object]) -> None:
     if not task.cancelled() and (err := task.exception()) is not None:
         log.warning("redis: could not record the detection on the node: %s", err)
-
-
-def eviction_problem(reply: object) -> str | None:
-    """None when a reply to CONFIG GET maxmemory-policy says ``noeviction``, else why not."""
-    if isinstance(reply, dict):  # RESP3
-        reply = [item for pair in reply.items() for item in pair]
-    if isinstance(reply, RespError):
-        return (
-            f"CONFIG GET is not permitted on this Redis ({reply}), so its "
-            "maxmemory-policy cannot be checked (an ACL user needs +config|get)"
-        )
-    if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
-        policy = reply[1].decode(errors="replace")
-        return None if policy == "noeviction" else f"Redis maxmemory-policy is {policy!r}"
-    return f"unexpected reply to CONFIG GET maxmemory-policy: {reply!r:.100}"
 
 
 def _describe(reply: object) -> str:
