@@ -411,7 +411,10 @@ class ClusterStore(GatewayRecords):
             if not report.master:
                 self._router.node(report.address).conn.close()  # only needed for the check
         judge_cluster(self._router.ranges, reports, allow_eviction, self.min_replicas)
-        await self._identity.read_recorded()  # detections made before this process started
+        # Detections made before this process started.
+        await self._call(
+            "read of recorded detections", self._admin_deadline, self._identity.read_recorded
+        )
 
     async def _report(self, address: Address, master: bool) -> NodeReport:
         conn = self._router.node(address).conn

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from itertools import count
 
 from verifier.errors import StoreUnavailable
@@ -101,53 +102,28 @@ class ClusterIdentity:
 
     async def _record(self, at: float) -> None:
         async with asyncio.timeout(self._admin_deadline):
-            keys = await self._keys()
-            await asyncio.gather(
-                *(
-                    self._router.execute(
-                        key_slot(k.encode()), raise_forgotten(at, k), deadline=self._admin_deadline
-                    )
-                    for k in keys
-                )
-            )
+            await self._on_every_master(lambda key: raise_forgotten(at, key))
 
     async def read_recorded(self) -> None:
-        """Take in the latest detection recorded on any master (StoreUnavailable if a master
-        does not answer within the admin deadline)."""
-
-        async def read() -> list[object]:
-            keys = await self._keys()
-            replies = await asyncio.gather(
-                *(
-                    self._router.execute(
-                        key_slot(k.encode()), pack("GET", k), deadline=self._admin_deadline
-                    )
-                    for k in keys
-                )
-            )
-            return [reply for reply, _ in replies]
-
-        try:
-            async with asyncio.timeout(self._admin_deadline):
-                replies = await read()
-        except TimeoutError as err:
-            raise StoreUnavailable(
-                f"redis cluster: recorded detections not read within "
-                f"{self._admin_deadline * 1000:g} ms"
-            ) from err
-        except (ConnectionDown, OSError, ssl.SSLError) as err:
-            raise StoreUnavailable(
-                f"redis cluster: recorded detections not read: {describe(err)}"
-            ) from err
-        for reply in replies:
+        """Take in the latest detection recorded on any master. The caller bounds the time
+        (a master that does not answer keeps this waiting)."""
+        for reply in await self._on_every_master(lambda key: pack("GET", key)):
             self._router.watch.recorded(recorded_at(reply))
 
-    async def _keys(self) -> list[str]:
+    async def _on_every_master(self, command: Callable[[str], bytes]) -> list[object]:
+        """``command(key)`` sent to each master with its own :func:`forgotten_key`; replies."""
         if not self._router.ranges:
             await self._router.load_map()
         ranges = self._router.ranges
-        keys = (forgotten_key(ranges, master) for master in self._router.masters())
-        return [k for k in keys if k is not None]
+        keys = [k for m in self._router.masters() if (k := forgotten_key(ranges, m)) is not None]
+        deadline = self._admin_deadline
+        replies = await asyncio.gather(
+            *(
+                self._router.execute(key_slot(k.encode()), command(k), deadline=deadline)
+                for k in keys
+            )
+        )
+        return [reply for reply, _ in replies]
 
 
 def _log_record_failure(task: asyncio.Future[None]) -> None:
