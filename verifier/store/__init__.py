@@ -16,7 +16,7 @@ from verifier.store.base import NEW, REPLAYED, RETRY, Claim, Store
 from verifier.store.cluster import ClusterStore
 from verifier.store.memory import MemoryStore
 from verifier.store.redis import RedisStore
-from verifier.store.resp import tls_context
+from verifier.store.resp import ConnectionDown, tls_context
 
 __all__ = [
     "NEW",
@@ -95,7 +95,7 @@ async def open_store(
             raise
         except StoreUnavailable as err:
             await store.close()
-            if tls is not None and not tls_files[1] and "lost" in str(err):
+            if tls is not None and not tls_files[1] and isinstance(err.__cause__, ConnectionDown):
                 # A TLS server that wants a client certificate may just close the connection
                 # (its alert, when it sends one, is said as such: StoreAuthFailed).
                 raise StoreUnavailable(
