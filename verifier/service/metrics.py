@@ -116,6 +116,7 @@ class Metrics:
                 ("reconcile", total.reconcile),
                 ("connections_refused", total.connections_refused),
                 ("connection_timeouts", total.connection_timeouts),
+                ("store_redirects", redirects),
             ):
                 for key, n in snap[name].items():
                     into[key] = into.get(key, 0) + n
@@ -128,8 +129,6 @@ class Metrics:
                     h = total.drift[inst] = Histogram(DRIFT_BUCKETS)
                 h.add(state)
             forgot += [Forgetting(at, where, why) for at, where, why in snap["forgettings"]]
-            for kind, n in snap.get("store_redirects", {}).items():
-                redirects[kind] = redirects.get(kind, 0) + n
         total.forgettings = lambda: forgot
         total.store_redirects = lambda: redirects
         return total
