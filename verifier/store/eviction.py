@@ -20,8 +20,10 @@ log = logging.getLogger("verifier.store")
 # The setting an operator flips to run on an evicting Redis anyway.
 ALLOW_EVICTION_SETTING = "VERIFIER_ALLOW_EVICTION"
 POLICY_COMMAND = ("CONFIG", "GET", "maxmemory-policy")
-_WHY = "the verifier needs 'noeviction'{where}, because an evicted nonce would let its token be "
-_WHY += "accepted twice"
+_WHY = (
+    "the verifier needs 'noeviction'{where}, because an evicted nonce would let its token be "
+    "accepted twice"
+)
 
 
 def eviction_problem(reply: object) -> str | None:
