@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from verifier import config_loader
 from verifier.config_loader import Parser, setting
+from verifier.credentials import is_gateway_credential
 from verifier.durations import parse_duration
 from verifier.errors import ConfigError
 from verifier.policy import MAX_CLOCK_SKEW, MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
@@ -33,7 +34,6 @@ DEFAULT_RECONCILE_WINDOW_MS = 72 * 3_600_000
 LOG_FORMATS = ("text", "json")
 
 _LISTEN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):([0-9]{1,5})")
-_GATEWAY_CREDENTIAL = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{16,128}")
 
 S = TypeVar("S")
 
@@ -264,7 +264,7 @@ class SidecarSettings:
         """(field, message) for each rule the settings break; nothing when they are usable."""
         if not self.upstream.startswith(("http://", "https://")):
             yield "upstream", "the central service's URL, http://host:port or https://…"
-        if not _GATEWAY_CREDENTIAL.fullmatch(self.gateway_credential):
+        if not is_gateway_credential(self.gateway_credential):
             yield (
                 "gateway_credential",
                 "required: <gateway id>.<secret>, as printed by `verifier gateways add`",

@@ -17,6 +17,11 @@ _CREDENTIAL = re.compile(r"(s-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})", re.ASCII)
 _GATEWAY_CREDENTIAL = re.compile(r"(g-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})", re.ASCII)
 
 
+def is_gateway_credential(text: str) -> bool:
+    """Whether ``text`` has the shape of a gateway credential (what ``gateways add`` prints)."""
+    return _GATEWAY_CREDENTIAL.fullmatch(text) is not None
+
+
 def new_credential(institution: str) -> tuple[str, Scanner]:
     """A fresh credential (shown once) and the record to store (hash only)."""
     scanner_id = "s-" + secrets.token_hex(6)

@@ -65,6 +65,8 @@ def test_the_claim_policy_takes_whole_seconds_with_units() -> None:
         ("VERIFIER_UPSTREAM", "10.0.0.1:8080"),  # no scheme
         ("VERIFIER_GATEWAY_CREDENTIAL", ""),  # required
         ("VERIFIER_GATEWAY_CREDENTIAL", "not a credential"),
+        # a scanner's credential: the centre would refuse it on every call
+        ("VERIFIER_GATEWAY_CREDENTIAL", "s-0123456789ab." + "A" * 43),
         ("VERIFIER_ROOT_KEY", ""),
         ("VERIFIER_LISTEN", "8080"),
         ("VERIFIER_OFFLINE_WINDOW", "24"),  # a bare number: hours? seconds?
