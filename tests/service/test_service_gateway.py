@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -121,7 +122,7 @@ def test_gateway_routes_need_a_gateway_credential(tmp_path, store_url, method, p
     run(world, store_url, scenario)
 
 
-def test_the_store_failing_is_a_503(tmp_path):
+def test_the_store_failing_is_a_503_and_one_outage_in_the_log(tmp_path, caplog):
     world = World(tmp_path)
 
     async def scenario(svc: Service) -> None:
@@ -131,5 +132,10 @@ def test_the_store_failing_is_a_503(tmp_path):
             status, doc, headers = await call(svc, method, path, credential, json={"items": []})
             assert (status, doc["error"]) == (503, "store_unavailable")
             assert headers["Retry-After"] == "1"
+        assert svc.runtime.metrics.store_errors == len(ROUTES)
 
-    run(world, "memory://", scenario)
+    with caplog.at_level(logging.INFO, logger="verifier.store"):
+        run(world, "memory://", scenario)
+    # Only the gateway routes met the outage; it is logged all the same, once.
+    events = [getattr(r, "event_fields", {}).get("event") for r in caplog.records]
+    assert events.count("store_down") == 1, events

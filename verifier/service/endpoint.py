@@ -55,6 +55,7 @@ MEDIA_TYPES = frozenset((JSON, TEXT))
 _RETRY_AFTER = {"Retry-After": "1"}
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="verifier"'}
 _TEXT_PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
+_STORE_FAILED = "the store did not answer in time; retry"
 
 
 class Answer(NamedTuple):
@@ -167,12 +168,18 @@ class Endpoint:
             headers = _BEARER_CHALLENGE
         return Answer(status, orjson.dumps(views.error(code, message)), headers)
 
-    def _refusal(self, err: RequestRefused | StoreUnavailable) -> Answer:
+    def refusal(self, err: RequestRefused | StoreUnavailable) -> Answer:
+        """The answer to a refused request; a store failure is counted and logged once per
+        outage (:meth:`store_failed`)."""
         if isinstance(err, StoreUnavailable):
-            self.m.store_errors += 1
-            self.outage.failed(err)
-            return self.refuse(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
+            self.store_failed(err)
+            return self.refuse(E.STORE_UNAVAILABLE, _STORE_FAILED)
         return self.refuse(err.code, err.message)
+
+    def store_failed(self, err: StoreUnavailable) -> None:
+        """Count a request the store failed, and log the outage if it is a new one."""
+        self.m.store_errors += 1
+        self.outage.failed(err)
 
     def internal_error(self) -> Answer:
         """Call inside ``except``: log the bug with its traceback, answer the JSON 500."""
@@ -236,7 +243,7 @@ class Endpoint:
             vreq = verify_request(ctype, body, req.idempotency_key)
             verdict = await rt.pipeline.verify(scanner, inst, vreq, time.time())
         except (RequestRefused, StoreUnavailable) as err:
-            return self._refusal(err)
+            return self.refusal(err)
         if vreq.request_id is not None:
             verdict["request_id"] = vreq.request_id
         elapsed = time.perf_counter() - started
@@ -261,11 +268,11 @@ class Endpoint:
                     E.TRUST_LIST_EXPIRED, "the trust list has expired; cannot verify"
                 )
         except (RequestRefused, StoreUnavailable) as err:
-            return self._refusal(err)
+            return self.refusal(err)
         now = time.time()
         results = await asyncio.gather(*(self._item(scanner, inst, item, now) for item in items))
         if all(r.get("error") == E.STORE_UNAVAILABLE for r in results):
-            return self._refusal(StoreUnavailable("every item"))
+            return self.refusal(StoreUnavailable("every item"))
         elapsed = time.perf_counter() - started
         if self.access is not None:
             for result in results:
@@ -285,9 +292,8 @@ class Endpoint:
         except RequestRefused as err:
             return views.error(err.code, err.message)
         except StoreUnavailable as err:
-            self.m.store_errors += 1
-            self.outage.failed(err)
-            return views.error(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
+            self.store_failed(err)
+            return views.error(E.STORE_UNAVAILABLE, _STORE_FAILED)
         if vreq.request_id is not None:
             verdict["request_id"] = vreq.request_id
         return verdict

@@ -45,12 +45,6 @@ class GatewayApi:
             else None
         )
 
-    def _refusal(self, err: RequestRefused | StoreUnavailable) -> Answer:
-        if isinstance(err, StoreUnavailable):
-            self.ep.m.store_errors += 1
-            return self.ep.refuse(E.STORE_UNAVAILABLE, "the store did not answer in time; retry")
-        return self.ep.refuse(err.code, err.message)
-
     async def _admit(self, authorization: str | None) -> Gateway:
         """The gateway behind a bearer header; RequestRefused or StoreUnavailable."""
         parsed = parse_gateway_bearer(authorization)
@@ -76,7 +70,7 @@ class GatewayApi:
             inst = await self.rt.store.get_institution(gateway.institution)
             scanners = await self.rt.store.scanners_of(gateway.institution)
         except (RequestRefused, StoreUnavailable) as err:
-            return self._refusal(err)
+            return self.ep.refusal(err)
         body: dict[str, Any] = {
             "institution": None
             if inst is None
@@ -100,7 +94,7 @@ class GatewayApi:
             await self._admit(req.authorization)
             self._fresh_trust()
         except (RequestRefused, StoreUnavailable) as err:
-            return self._refusal(err)
+            return self.ep.refusal(err)
         return Answer(200, self.rt.trust.signed, _SIGNED_TEXT)
 
     async def reconcile(self, req: Request) -> Answer:
@@ -125,5 +119,5 @@ class GatewayApi:
             inst = await self.rt.store.get_institution(gateway.institution)
             results = await self.reconciler.reconcile(gateway, inst, items, time.time())
         except (RequestRefused, StoreUnavailable) as err:
-            return self._refusal(err)
+            return self.ep.refusal(err)
         return Answer(200, orjson.dumps({"results": results}))
