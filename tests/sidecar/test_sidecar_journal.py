@@ -249,6 +249,28 @@ def test_a_failed_commit_fails_its_whole_group_and_commits_nothing(tmp_path: Pat
     run(path, body, busy_timeout_s=0.05)
 
 
+def test_check_probes_a_failing_journal_until_it_commits_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+
+    async def body(j: Journal) -> None:
+        await j.check()  # healthy: nothing to probe
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(JournalUnavailable):
+                await j.record(acc(1))
+            with pytest.raises(JournalUnavailable, match="cannot commit"):
+                await j.check()  # still locked: the probe commit fails too
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        await j.check()  # the probe commits: healthy again
+        assert j.failing is None
+        assert (await j.record(acc(1))).outcome == NEW
+
+    run(path, body, busy_timeout_s=0.05)
+
+
 def test_close_commits_what_is_waiting(tmp_path: Path) -> None:
     async def main() -> None:
         j = await Journal.open(tmp_path / "j.db")

@@ -9,7 +9,9 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import shutil
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -25,6 +27,7 @@ from verifier.config import SidecarSettings, load
 from verifier.credentials import new_credential, new_gateway_credential
 from verifier.errors import ALL_REASONS, SIDECAR_REASONS
 from verifier.records import Institution
+from verifier.service.server import Site
 from verifier.sidecar.directory import Directory
 from verifier.sidecar.server import Sidecar, open_sidecar, start_sidecar_site
 
@@ -48,6 +51,11 @@ class Pair:
     url: str  # the sidecar's
     sidecar: Sidecar
     stranger: str  # a credential the centre knows and the sidecar's directory does not
+    site: Site
+
+    async def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(self.url + path) as resp:
+            return resp.status, orjson.loads(await resp.read())
 
     async def post(
         self, path: str, credential: str | None, **kw: Any
@@ -86,7 +94,7 @@ async def pair(tmp_path: Path, **settings: Any) -> AsyncIterator[Pair]:
         port = site.addresses[0][1]
         try:
             async with aiohttp.ClientSession() as http:
-                yield Pair(world, http, f"http://127.0.0.1:{port}", sidecar, stranger)
+                yield Pair(world, http, f"http://127.0.0.1:{port}", sidecar, stranger, site)
         finally:
             await site.cleanup()
             await sidecar.close()
@@ -255,3 +263,45 @@ async def test_a_token_accepted_offline_is_replayed_online_until_reconciled(
         assert not p.sidecar.runtime.pipeline.unreconciled  # type: ignore[attr-defined]
         status, doc = await p.post("/v1/verify", cred, json={"token": token, "request_id": "y"})
         assert (doc["reason"], doc["mode"]) == ("replayed", "online")  # the centre's own now
+
+
+@in_loop
+async def test_a_journal_that_cannot_commit_is_an_outage_until_it_can(tmp_path: Path) -> None:
+    """Offline, a scan is accepted only once journalled: while the journal cannot commit
+    (another process holds its write lock) scans are 503, /readyz says so, and the log has one
+    store_down line, then one store_up line once a probe commit works again."""
+    async with pair(tmp_path) as p:
+        cred = p.world.credentials[HOSPITAL]
+        breaker = p.sidecar.breaker
+        breaker.state, breaker.next_probe_at = "open", 2**62  # offline, no probe
+        outage = p.site.front.endpoint.outage
+        outage.interval = 0.05
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("verifier.store").addHandler(handler)
+        locker = sqlite3.connect(tmp_path / "sidecar.db", isolation_level=None, timeout=0)
+        try:
+            locker.execute("BEGIN IMMEDIATE")  # the journal's commits now fail (busy)
+            for _ in range(3):
+                status, doc = await p.post("/v1/verify", cred, json={"token": p.world.token()})
+                assert (status, doc["error"]) == (503, "store_unavailable")
+            status, ready = await p.get("/readyz")
+            assert (status, ready["problems"]) == (503, ["store unreachable"])
+            await asyncio.sleep(0.3)  # probes keep failing: still one outage
+            locker.execute("ROLLBACK")
+            for _ in range(100):
+                if outage.down_since is None:
+                    break
+                await asyncio.sleep(0.02)
+            events = [getattr(r, "event_fields", {}).get("event") for r in records]
+            assert events == ["store_down", "store_up"], events
+            assert "cannot commit" in records[0].getMessage()
+            assert records[1].event_fields["refused"] == 3  # type: ignore[attr-defined]
+            status, ready = await p.get("/readyz")
+            assert (status, ready["problems"]) == (200, [])
+            status, doc = await p.post("/v1/verify", cred, json={"token": p.world.token()})
+            assert (status, doc["reason"], doc["mode"]) == (200, "ok", "offline")
+        finally:
+            locker.close()
+            logging.getLogger("verifier.store").removeHandler(handler)

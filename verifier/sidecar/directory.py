@@ -110,8 +110,7 @@ class Directory:
 
 
 class GatewayScanners:
-    """Admits scanners from the directory (see the module docstring); also what the endpoint
-    sees as the runtime's ``store`` (scanner lookups, ``ping``)."""
+    """Admits scanners from the directory (see the module docstring)."""
 
     def __init__(self, directory: Directory, online: Callable[[], bool]) -> None:
         self.directory = directory
@@ -149,18 +148,8 @@ class GatewayScanners:
             return Presented(scanner_id, inst_id, "", False, header, known=False), d.institution
         raise AuthError(UNAUTHORIZED, "unknown scanner credential")
 
-    # -- the endpoint's view of a store: lookups and readiness -----------------------------
-
-    async def get_scanner(self, scanner_id: str) -> Scanner | None:
-        return self.directory.scanners.get(scanner_id)
-
-    async def get_institution(self, inst_id: str) -> Institution | None:
-        inst = self.directory.institution
-        return inst if inst is not None and inst.id == inst_id else None
-
     async def ping(self) -> None:
+        """StoreUnavailable while no directory was ever synced and the centre does not answer
+        (no scanner can be admitted); part of the sidecar's readiness."""
         if self.directory.institution is None and not self._online():
             raise StoreUnavailable("no scanner directory yet and the centre does not answer")
-
-    async def close(self) -> None:
-        return None

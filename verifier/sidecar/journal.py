@@ -72,6 +72,7 @@ class Journal:
         self._closed = False
         self._writer = asyncio.get_running_loop().create_task(self._write_groups())
         self.commits = 0  # group commits so far (for metrics and tests)
+        self.failing: JournalUnavailable | None = None  # the last commit's error, until one works
 
     @classmethod
     async def open(
@@ -133,6 +134,7 @@ class Journal:
                     self._budget,
                 )
             except JournalUnavailable as err:
+                self.failing = err
                 _fail(group, err)
                 continue
             except BaseException as err:
@@ -140,10 +142,22 @@ class Journal:
                 _fail(group, JournalUnavailable(f"journal writer stopped: {err!r}"))
                 raise
             self.commits += 1
+            self.failing = None
             self._counts[PENDING] += sum(r.outcome == NEW for r in results)
             for (_, future), result in zip(group, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def check(self) -> None:
+        """Nothing while the last commit worked; after a failed one, a probe commit
+        (:meth:`JournalFile.probe`), which raises JournalUnavailable until the journal can
+        commit again."""
+        if self.failing is None:
+            return
+        if self._closed or self._writer.done():
+            raise JournalUnavailable("journal is closed")
+        await self._run(self._file.probe)
+        self.failing = None
 
     def counts(self) -> dict[str, int]:
         """Rows per state as of the last commit (kept in memory; no database read)."""

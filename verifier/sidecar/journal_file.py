@@ -144,6 +144,21 @@ class JournalFile:
             raise JournalUnavailable(f"journal {self.path}: cannot commit: {err}") from err
         return out
 
+    def probe(self) -> None:
+        """One durable write that changes nothing (the schema version, rewritten): raises
+        JournalUnavailable while the journal cannot commit (locked, read-only, disk full)."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            raise JournalUnavailable(f"journal {self.path}: cannot commit: {err}") from err
+
     def _record_one(self, item: Acceptance, budget: OfflineBudget | None) -> Recorded:
         db = self._db
         row = db.execute(

@@ -4,8 +4,9 @@ the background work going (probe, directory and trust-list sync, journal drain).
 The sidecar is the same :class:`verifier.service.endpoint.Endpoint` as the centre, served by
 the same :func:`verifier.service.server.start_site` (fast path and aiohttp), with its own
 ``pipeline`` (:class:`verifier.sidecar.verdicts.GatewayVerdicts`), its own scanner admission
-and ``store`` (:class:`verifier.sidecar.directory.GatewayScanners`), its own API document, and
-one more route, ``GET /v1/gateway/status``.
+(:class:`verifier.sidecar.directory.GatewayScanners`), its own API document, and one more
+route, ``GET /v1/gateway/status``. What the endpoint calls its ``store`` (readiness, and the
+probe that ends a logged outage) is :class:`Health`: the scanner directory and the journal.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import cast
 import orjson
 
 from verifier.config import SidecarSettings, claim_seconds
-from verifier.errors import ConfigError, RecordError, TrustListError
+from verifier.errors import ConfigError, RecordError, StoreUnavailable, TrustListError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
 from verifier.service.endpoint import Answer, Endpoint, Runtime
@@ -33,7 +34,7 @@ from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import CLOSED, Breaker, BreakerPolicy
 from verifier.sidecar.budget import OfflineBudget
 from verifier.sidecar.directory import Directory, GatewayScanners
-from verifier.sidecar.journal import STATES, Journal
+from verifier.sidecar.journal import STATES, Journal, JournalUnavailable
 from verifier.sidecar.journal_types import format_ms
 from verifier.sidecar.openapi import SIDECAR_OPENAPI, STATUS_PATH
 from verifier.sidecar.reconcile import Drainer
@@ -60,6 +61,28 @@ class SidecarEndpoint(Endpoint):
     def metrics(self) -> Answer:
         base = super().metrics()
         return Answer(base.status, base.body + self.sidecar.metrics().encode(), base.headers)
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a sidecar's verdicts depend on locally, seen as the endpoint's ``store``: ``ping``
+    raises StoreUnavailable while no scanner can be admitted (no directory ever synced and the
+    centre away) or while the journal cannot commit (so nothing may be accepted offline).
+    ``/readyz`` then says ``store unreachable``, and an outage is logged once (``store_down``,
+    with the reason) until a ping succeeds (``store_up``)."""
+
+    scanners: GatewayScanners
+    journal: Journal
+
+    async def ping(self) -> None:
+        await self.scanners.ping()
+        try:
+            await self.journal.check()
+        except JournalUnavailable as err:
+            raise StoreUnavailable(str(err)) from err
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass
@@ -180,7 +203,7 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
     metrics = Metrics()
     verdicts = GatewayVerdicts(scans, breaker, journal, watch, policy, metrics)
     runtime = Runtime(
-        store=cast(Store, scanners),  # the endpoint only pings it (readyz)
+        store=cast(Store, Health(scanners, journal)),  # the endpoint only pings it
         trust=watch,
         pipeline=verdicts,
         scanners=scanners,
