@@ -65,27 +65,11 @@ def claim_seconds(ms: int) -> int:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything `verifier serve` needs."""
+class Listening:
+    """What every serving process shares (`verifier serve` and `verifier sidecar`): where it
+    listens, its connections, its logs, and the claim policy of the token core."""
 
-    store: str = DEFAULT_STORE  # redis[s]://, redis[s]+cluster:// or memory://
-    trust_list: str = ""  # path of the signed trust list (required)
-    root_key: str = ""  # path of the root public key (required)
     listen: str = "127.0.0.1:8080"  # HOST:PORT
-    workers: int = setting(1, low=1, high=64)  # processes sharing the port (SO_REUSEPORT)
-    policy: str = ""  # benefit policy file; empty = built-in default
-    store_deadline_ms: int = setting(50, low=1, high=10_000)  # per store call, then 503
-    allow_eviction: bool = False  # run on an evicting Redis anyway
-    auth_cache_seconds: float = setting(2.0, low=0, high=86_400)  # scanner/institution cache
-    max_body_bytes: int = setting(8192, low=256, high=65_536)  # one verify request
-    max_batch_bytes: int = setting(1_048_576, low=256, high=67_108_864)  # one batch request
-    trust_poll_seconds: float = setting(2.0, low=0.1, high=86_400)  # trust file change check
-    # The claim policy, in milliseconds of whole seconds (30s, 5m); claim_seconds() for ClaimPolicy
-    exp_leeway: int = setting(30_000, parse=_claim_duration(0, MAX_EXP_LEEWAY))  # after exp
-    future_leeway: int = setting(5_000, parse=_claim_duration(0, MAX_FUTURE_LEEWAY))  # iat/nbf
-    max_lifetime: int = setting(300_000, parse=_claim_duration(1, MAX_LIFETIME_CAP))  # exp - iat
-    # between verifiers; nonces are kept this much longer
-    clock_skew: int = setting(60_000, parse=_claim_duration(0, MAX_CLOCK_SKEW))
     log_level: str = "info"
     log_format: str = "text"  # text | json (one object per line, for a log shipper)
     access_log: bool = False  # one line per verdict: institution, scanner, reason, latency
@@ -95,14 +79,10 @@ class Settings:
     body_timeout_seconds: float = setting(30.0, low=0.1, high=3600)  # body after its head
     keepalive_seconds: float = setting(75.0, low=0.1, high=86_400)  # idle between requests
     max_connections: int = setting(4096, low=1, high=1_000_000)  # then the oldest idle go
-    # how long a use is kept for reconciling gateways (72h); bytes per scan grow with it
-    reconcile_window: int = setting(DEFAULT_RECONCILE_WINDOW_MS, parse=parse_duration)
-    redis_ca_file: str = ""  # rediss://: CA bundle to verify the server (default: system CAs)
-    redis_cert_file: str = ""  # rediss://: client certificate (PEM), with redis_key_file
-    redis_key_file: str = ""  # rediss://: the client certificate's private key (PEM)
-    # cluster only: a claim is answered once WAIT confirms it on this many replicas, else 503;
-    # a failover then keeps every acknowledged claim (docs/DEPLOYMENT.md)
-    min_replicas: int = setting(0, low=0, high=16)
+    # The claim policy, in milliseconds of whole seconds (30s, 5m); claim_seconds() for ClaimPolicy
+    exp_leeway: int = setting(30_000, parse=_claim_duration(0, MAX_EXP_LEEWAY))  # after exp
+    future_leeway: int = setting(5_000, parse=_claim_duration(0, MAX_FUTURE_LEEWAY))  # iat/nbf
+    max_lifetime: int = setting(300_000, parse=_claim_duration(1, MAX_LIFETIME_CAP))  # exp - iat
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -112,10 +92,45 @@ class Settings:
             raise ConfigError(f"VERIFIER_LISTEN: expected HOST:PORT, got {self.listen!r}")
         return parsed
 
-    def problems(self) -> Iterator[tuple[str, str]]:
-        """(field, message) for each rule the settings break; nothing when they are usable."""
+    def listening_problems(self) -> Iterator[tuple[str, str]]:
+        """The rules of the shared fields."""
         if _split_listen(self.listen) is None:
             yield "listen", f"expected HOST:PORT, got {self.listen!r}"
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            yield "log_level", "one of debug, info, warning, error"
+        if self.log_format not in LOG_FORMATS:
+            yield "log_format", "one of text, json"
+
+
+@dataclass(frozen=True)
+class Settings(Listening):
+    """Everything `verifier serve` needs."""
+
+    store: str = DEFAULT_STORE  # redis[s]://, redis[s]+cluster:// or memory://
+    trust_list: str = ""  # path of the signed trust list (required)
+    root_key: str = ""  # path of the root public key (required)
+    workers: int = setting(1, low=1, high=64)  # processes sharing the port (SO_REUSEPORT)
+    policy: str = ""  # benefit policy file; empty = built-in default
+    store_deadline_ms: int = setting(50, low=1, high=10_000)  # per store call, then 503
+    allow_eviction: bool = False  # run on an evicting Redis anyway
+    auth_cache_seconds: float = setting(2.0, low=0, high=86_400)  # scanner/institution cache
+    max_body_bytes: int = setting(8192, low=256, high=65_536)  # one verify request
+    max_batch_bytes: int = setting(1_048_576, low=256, high=67_108_864)  # one batch request
+    trust_poll_seconds: float = setting(2.0, low=0.1, high=86_400)  # trust file change check
+    # between verifiers; nonces are kept this much longer
+    clock_skew: int = setting(60_000, parse=_claim_duration(0, MAX_CLOCK_SKEW))
+    # how long a use is kept for reconciling gateways (72h); bytes per scan grow with it
+    reconcile_window: int = setting(DEFAULT_RECONCILE_WINDOW_MS, parse=parse_duration)
+    redis_ca_file: str = ""  # rediss://: CA bundle to verify the server (default: system CAs)
+    redis_cert_file: str = ""  # rediss://: client certificate (PEM), with redis_key_file
+    redis_key_file: str = ""  # rediss://: the client certificate's private key (PEM)
+    # cluster only: a claim is answered once WAIT confirms it on this many replicas, else 503;
+    # a failover then keeps every acknowledged claim (docs/DEPLOYMENT.md)
+    min_replicas: int = setting(0, low=0, high=16)
+
+    def problems(self) -> Iterator[tuple[str, str]]:
+        """(field, message) for each rule the settings break; nothing when they are usable."""
+        yield from self.listening_problems()
         if not self.store.startswith(_REDIS_SCHEMES + ("memory://",)):
             yield "store", "expected redis://…, rediss://…, redis+cluster://…, or memory://"
         yield from _redis_url_problems(self.store)
@@ -128,13 +143,9 @@ class Settings:
             yield "root_key", "path of the root public key is required"
         if self.max_batch_bytes < self.max_body_bytes:
             yield "max_batch_bytes", f"must be at least max_body_bytes ({self.max_body_bytes})"
-        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            yield "log_level", "one of debug, info, warning, error"
         if self.reconcile_window < self.max_lifetime + self.exp_leeway:
             # A shorter window would forget a use while its token can still be presented.
             yield "reconcile_window", "must be at least max_lifetime + exp_leeway"
-        if self.log_format not in LOG_FORMATS:
-            yield "log_format", "one of text, json"
         yield from _tls_problems(
             self.store, self.redis_ca_file, self.redis_cert_file, self.redis_key_file
         )
@@ -224,12 +235,11 @@ def _tls_problems(
 
 
 @dataclass(frozen=True)
-class SidecarSettings:
+class SidecarSettings(Listening):
     """Everything `verifier sidecar` needs. Durations are milliseconds, amounts fen."""
 
     upstream: str = ""  # the central service, http(s)://host:port (required)
     gateway_credential: str = ""  # <gateway id>.<secret> from `verifier gateways add`
-    listen: str = "127.0.0.1:8080"  # HOST:PORT the scanners call
     journal: str = "sidecar.db"  # the offline journal (SQLite)
     trust_list: str = ""  # local copy of the signed trust list; default <journal>.trust.paseto
     root_key: str = ""  # path of the root public key (required)
@@ -239,22 +249,6 @@ class SidecarSettings:
     offline_max_amount: int = setting(50_000, parse=parse_amount)  # fen per holder per window
     offline_max_age: int = setting(43_200_000, parse=parse_duration)  # 12h, then 503
     sync_interval: int = setting(10_000, low=100, parse=parse_duration)  # directory, trust list
-    exp_leeway: int = setting(30_000, parse=_claim_duration(0, MAX_EXP_LEEWAY))  # as the centre's
-    future_leeway: int = setting(5_000, parse=_claim_duration(0, MAX_FUTURE_LEEWAY))
-    max_lifetime: int = setting(300_000, parse=_claim_duration(1, MAX_LIFETIME_CAP))
-    log_level: str = "info"
-    fast_path: bool = True
-    header_timeout_seconds: float = setting(10.0, low=0.1, high=3600)  # as the centre's
-    body_timeout_seconds: float = setting(30.0, low=0.1, high=3600)
-    keepalive_seconds: float = setting(75.0, low=0.1, high=86_400)
-    max_connections: int = setting(4096, low=1, high=1_000_000)
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        parsed = _split_listen(self.listen)
-        if parsed is None:
-            raise ConfigError(f"VERIFIER_LISTEN: expected HOST:PORT, got {self.listen!r}")
-        return parsed
 
     @property
     def trust_list_path(self) -> str:
@@ -269,14 +263,11 @@ class SidecarSettings:
                 "gateway_credential",
                 "required: <gateway id>.<secret>, as printed by `verifier gateways add`",
             )
-        if _split_listen(self.listen) is None:
-            yield "listen", f"expected HOST:PORT, got {self.listen!r}"
+        yield from self.listening_problems()
         if not self.journal:
             yield "journal", "path of the journal file is required"
         if not self.root_key:
             yield "root_key", "path of the root public key is required"
-        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
-            yield "log_level", "one of debug, info, warning, error"
 
 
 # The settings classes that share one config file: a key none of them has is a typo.

@@ -28,7 +28,7 @@ from aiohttp import web
 
 from verifier.benefits import BenefitPolicy
 from verifier.benefits_file import load_policy
-from verifier.config import Settings, SidecarSettings, claim_seconds
+from verifier.config import Listening, Settings, claim_seconds
 from verifier.errors import ConfigError, VerifierError
 from verifier.keyfiles import read_public_key
 from verifier.policy import ClaimPolicy
@@ -49,16 +49,19 @@ from verifier.store.base import Store
 log = logging.getLogger("verifier")
 
 
-def claim_policy(settings: Settings) -> ClaimPolicy:
+def claim_policy(settings: Listening) -> ClaimPolicy:
+    """The token core's claim rules from either command's settings (a sidecar shares its
+    journal with no other verifier, so it has no clock skew to allow for)."""
+    skew = settings.clock_skew if isinstance(settings, Settings) else 0
     return ClaimPolicy(
         max_lifetime=claim_seconds(settings.max_lifetime),
         exp_leeway=claim_seconds(settings.exp_leeway),
         future_leeway=claim_seconds(settings.future_leeway),
-        clock_skew=claim_seconds(settings.clock_skew),
+        clock_skew=claim_seconds(skew),
     )
 
 
-def connection_limits(settings: Settings | SidecarSettings) -> ConnectionLimits:
+def connection_limits(settings: Listening) -> ConnectionLimits:
     """The connection settings of either command, as the framings take them."""
     return ConnectionLimits(
         header_timeout=settings.header_timeout_seconds,
@@ -117,6 +120,7 @@ class Site:
         self.server.close()
         await self.front.close()
         await self.runner.cleanup()
+        self.front.endpoint.outage.close()  # no probe outlives the service
 
 
 async def start_site(

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +22,19 @@ from typing import cast
 
 import orjson
 
-from verifier.config import SidecarSettings, claim_seconds
+from verifier.config import SidecarSettings
 from verifier.errors import ConfigError, RecordError, StoreUnavailable, TrustListError
 from verifier.keyfiles import read_public_key
-from verifier.policy import ClaimPolicy
 from verifier.service.endpoint import Answer, Endpoint, Runtime
+from verifier.service.logs import configure_logging, event
 from verifier.service.metrics import Metrics
-from verifier.service.server import Site, connection_limits, install_uvloop, start_site
+from verifier.service.server import (
+    Site,
+    claim_policy,
+    connection_limits,
+    install_uvloop,
+    start_site,
+)
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import CLOSED, Breaker, BreakerPolicy
 from verifier.sidecar.budget import OfflineBudget
@@ -166,11 +171,7 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
     """Everything but the listening socket; raises ConfigError (or a JournalError) when the
     sidecar cannot start."""
     root = read_public_key(settings.root_key)
-    policy = ClaimPolicy(
-        max_lifetime=claim_seconds(settings.max_lifetime),
-        exp_leeway=claim_seconds(settings.exp_leeway),
-        future_leeway=claim_seconds(settings.future_leeway),
-    )
+    policy = claim_policy(settings)
     budget = OfflineBudget(
         settings.offline_limit, settings.offline_window, settings.offline_max_amount
     )
@@ -209,6 +210,7 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
         scanners=scanners,
         metrics=metrics,
         fast_path=settings.fast_path,
+        access_log=settings.access_log,
         connections=connection_limits(settings),
     )
     await verdicts.load_unreconciled()
@@ -259,14 +261,18 @@ async def serve_sidecar(settings: SidecarSettings) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        counts = sidecar.journal.counts()
-        log.info(
-            "sidecar serving on http://%s:%d (upstream %s, journal %s: %d pending)",
-            host,
-            port,
-            settings.upstream,
-            settings.journal,
-            counts["pending"],
+        port = site.addresses[0][1]  # the port it got, when asked for port 0
+        pending = sidecar.journal.counts()["pending"]
+        event(
+            log,
+            logging.INFO,
+            "start",
+            f"sidecar serving on http://{host}:{port} (upstream {settings.upstream}, journal "
+            f"{settings.journal}: {pending} pending, access log "
+            f"{'on' if settings.access_log else 'off'})",
+            host=host,
+            port=port,
+            pending=pending,
         )
         try:
             await stop.wait()
@@ -278,13 +284,9 @@ async def serve_sidecar(settings: SidecarSettings) -> None:
 
 def run_sidecar(settings: SidecarSettings) -> int:
     """`verifier sidecar`: serve until stopped."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format, settings.access_log)
     install_uvloop()
     started = time.monotonic()
     asyncio.run(serve_sidecar(settings))
-    log.info("sidecar stopped after %.0f s", time.monotonic() - started)
+    event(log, logging.INFO, "stop", f"sidecar stopped after {time.monotonic() - started:.0f} s")
     return 0
