@@ -14,9 +14,9 @@ import orjson
 from verifier import rfc3339
 from verifier.cli.admin import STORE_EPILOG, admin_settings, store_flags, with_store
 from verifier.config import AdminSettings
+from verifier.durations import parse_duration
 from verifier.errors import ConfigError
 from verifier.records import Conflict, Use
-from verifier.sidecar.durations import parse_duration
 from verifier.store import Store
 
 

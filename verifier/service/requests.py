@@ -5,19 +5,18 @@ Pure: bytes in, a value out, or :class:`verifier.errors.RequestRefused` (``malfo
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
 from verifier.benefits import SERVICES
 from verifier.errors import MALFORMED_REQUEST, RequestRefused
 from verifier.money import MoneyError, parse_yuan
+from verifier.records import REQUEST_ID
 from verifier.strictjson import JSONError, loads_unique
 
 JSON = "application/json"
 TEXT = "text/plain"
 MAX_BATCH_ITEMS = 256
 
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}", re.ASCII)
 _FIELDS = frozenset({"token", "request_id", "service", "amount"})
 
 
@@ -35,7 +34,7 @@ def _malformed(message: str) -> RequestRefused:
 def parse_request_id(value: object) -> str | None:
     if value is None:
         return None
-    if type(value) is not str or not _REQUEST_ID.fullmatch(value):
+    if type(value) is not str or not REQUEST_ID.fullmatch(value):
         raise _malformed("request_id must be 1-128 printable ASCII characters")
     return value
 

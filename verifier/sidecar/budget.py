@@ -87,7 +87,7 @@ def parse_amount(label: str, raw: object) -> int:
     """A yuan setting such as ``"500.00"`` (``VERIFIER_OFFLINE_MAX_AMOUNT``) in fen.
 
     Shaped as a settings parser (``label`` names the variable or config key, and starts every
-    ConfigError message), like :func:`verifier.sidecar.durations.parse_duration`.
+    ConfigError message), like :func:`verifier.durations.parse_duration`.
     """
     if not isinstance(raw, str):  # a TOML number: money is never a float here
         raise ConfigError(f'{label}: expected a yuan amount such as "500.00", got {raw!r}')

@@ -98,15 +98,18 @@ class Directory:
             raise RecordError(f"{path}: unreadable scanner directory: {err}") from err
 
     def save(self, path: Path) -> None:
-        """Write atomically (temporary file, fsync, rename); owner-readable only."""
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, orjson.dumps(self.to_json()))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        """Write atomically; owner-readable only."""
+        write_atomically(path, orjson.dumps(self.to_json()), 0o600)
+
+
+def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` whole or not at all: a temporary file, fsync, rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with os.fdopen(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, mode), "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class GatewayScanners:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
@@ -25,13 +26,12 @@ class ConnectFailed(OSError):
     """No connection could be made (refused, unreachable, TLS handshake failed)."""
 
 
-class Response:
-    __slots__ = ("status", "body", "content_type")
+class Response(NamedTuple):
+    """An answer as it came: status, body, and the Content-Type header."""
 
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
+    status: int
+    body: bytes
+    content_type: str
 
 
 class _Connection(asyncio.Protocol):
@@ -125,16 +125,15 @@ class Pool:
             lines.append(f"Content-Length: {length}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    async def request(self, request: bytes, *, fresh: bool = False) -> tuple[Response, bool]:
+    async def request(self, request: bytes, *, fresh: bool = False) -> Response:
         """Send ``request`` (head and body) on an idle connection, or a new one when there is
-        none or ``fresh``; returns the response and whether the connection was reused."""
+        none or ``fresh``."""
         conn = None
         while not fresh and self._idle:
             candidate = self._idle.pop()
             if not candidate.closed:
                 conn = candidate
                 break
-        reused = conn is not None
         if conn is None:
             loop = asyncio.get_running_loop()
             try:
@@ -152,7 +151,7 @@ class Pool:
             self._idle.append(conn)
         else:
             conn.close()
-        return response, reused
+        return response
 
     def close(self) -> None:
         for conn in self._idle:

@@ -38,12 +38,12 @@ from verifier.service.server import (
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import CLOSED, Breaker, BreakerPolicy
 from verifier.sidecar.budget import OfflineBudget
-from verifier.sidecar.directory import Directory, GatewayScanners
+from verifier.sidecar.directory import Directory, GatewayScanners, write_atomically
 from verifier.sidecar.journal import STATES, Journal, JournalUnavailable
 from verifier.sidecar.journal_types import format_ms
 from verifier.sidecar.openapi import SIDECAR_OPENAPI, STATUS_PATH
 from verifier.sidecar.reconcile import Drainer
-from verifier.sidecar.sync import Syncer, SyncFailed, fetch_trust_list, write_atomically
+from verifier.sidecar.sync import Syncer, SyncFailed, fetch_trust_list
 from verifier.sidecar.upstream import Upstream, UpstreamFailed
 from verifier.sidecar.verdicts import GatewayVerdicts
 from verifier.store.base import Store
@@ -156,7 +156,7 @@ class Sidecar:
         await self.journal.close()
 
 
-async def _first_trust_list(path: Path, scans: Upstream, credential: str, root: bytes) -> None:
+async def _first_trust_list(path: Path, scans: Upstream, credential: str) -> None:
     """No local copy yet: fetch the centre's (checked by TrustWatch when it loads it)."""
     try:
         text = await fetch_trust_list(scans, credential)
@@ -164,7 +164,7 @@ async def _first_trust_list(path: Path, scans: Upstream, credential: str, root: 
         raise ConfigError(
             f"VERIFIER_TRUST_LIST: no trust list at {path} and none from the centre ({err})"
         ) from err
-    write_atomically(path, text.strip() + "\n")
+    write_atomically(path, (text.strip() + "\n").encode("ascii"))
 
 
 async def open_sidecar(settings: SidecarSettings) -> Sidecar:
@@ -191,7 +191,7 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
         except RecordError as err:
             raise ConfigError(f"scanner directory: {err}") from err
         if not trust_path.exists():
-            await _first_trust_list(trust_path, background, credential, root)
+            await _first_trust_list(trust_path, background, credential)
         try:
             watch = TrustWatch(trust_path, root)
         except TrustListError as err:

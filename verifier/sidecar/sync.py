@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from verifier import trust
 from verifier.errors import RecordError, TrustListError
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import Breaker
-from verifier.sidecar.directory import Directory, GatewayScanners
+from verifier.sidecar.directory import Directory, GatewayScanners, write_atomically
 from verifier.sidecar.upstream import Upstream, UpstreamFailed
 
 log = logging.getLogger("verifier.sidecar")
@@ -65,17 +64,6 @@ async def fetch_trust_list(upstream: Upstream, credential: str) -> str:
         return body.decode("ascii")
     except UnicodeDecodeError as err:
         raise SyncFailed(f"GET {TRUST_LIST_PATH}: not a signed trust list") from err
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class Syncer:
@@ -135,7 +123,9 @@ class Syncer:
         except TrustListError as err:
             raise SyncFailed(f"trust list from the centre refused: {err}") from err
         if new.version > current.version:
-            await asyncio.to_thread(write_atomically, self.watch.path, text.strip() + "\n")
+            await asyncio.to_thread(
+                write_atomically, self.watch.path, (text.strip() + "\n").encode("ascii")
+            )
             self.watch.reload()
 
     async def run(self) -> None:

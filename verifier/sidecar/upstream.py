@@ -22,10 +22,9 @@ once more on a fresh connection within the same deadline.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from verifier.errors import VerifierError
-from verifier.sidecar.http_client import ConnectFailed, Pool
+from verifier.sidecar.http_client import ConnectFailed, Pool, Response
 
 CONNECT = "connect"
 TIMEOUT = "timeout"
@@ -34,13 +33,7 @@ SERVER_ERROR = "server_error"
 DEFAULT_TIMEOUT_MS = 300
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamAnswer:
-    """The centre's answer, untouched."""
-
-    status: int
-    body: bytes
-    content_type: str
+UpstreamAnswer = Response  # the centre's answer, untouched
 
 
 class UpstreamFailed(VerifierError):
@@ -126,19 +119,18 @@ class Upstream:
         try:
             async with asyncio.timeout(self.timeout_s):
                 try:
-                    resp, _ = await pool.request(request)
+                    answer = await pool.request(request)
                 except ConnectFailed:
                     raise  # a fresh connection failed: the centre is not there
                 except OSError:
                     # Probably a kept-alive connection the centre had closed: once more.
-                    resp, _ = await pool.request(request, fresh=True)
+                    answer = await pool.request(request, fresh=True)
         except TimeoutError as err:
             raise UpstreamFailed(
                 TIMEOUT, f"no answer within {self.timeout_s * 1000:.0f} ms"
             ) from err
         except OSError as err:
             raise UpstreamFailed(CONNECT, f"{type(err).__name__}: {err}") from err
-        answer = UpstreamAnswer(resp.status, resp.body, resp.content_type)
         if answer.status >= 500:
             raise UpstreamFailed(SERVER_ERROR, f"status {answer.status}", answer)
         return answer

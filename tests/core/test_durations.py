@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from verifier.durations import MAX_MS, format_duration, parse_duration
 from verifier.errors import ConfigError
-from verifier.sidecar.durations import MAX_MS, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
