@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from verifier.sidecar.breaker import (
+    CLOSED,
     FORWARD,
     OFFLINE,
     REFUSE,
@@ -121,13 +122,26 @@ def test_status_names_mode_and_offline_since() -> None:
     b = Breaker(P)
     assert b.status() == {"mode": "online", "offline_since": None}
     b.failed(1_000)
-    # failing, but not yet open: still online, and the run's start is visible
-    assert b.status() == {"mode": "online", "offline_since": 1_000}
+    # failing, not yet open: the scan that failed was answered offline, and so says the status
+    assert b.status() == {"mode": "offline", "offline_since": 1_000}
+    assert b.state == CLOSED
     b.failed(2_000)
     b.failed(3_000)
     assert b.status() == {"mode": "offline", "offline_since": 1_000}
     b.record_success(4_000)
     assert b.status() == {"mode": "online", "offline_since": None}
+
+
+def test_a_refused_credential_allows_no_offline_acceptance_until_accepted() -> None:
+    b = Breaker(P)
+    b.credential_refused("GET /v1/gateway/scanners: 403 gateway_revoked")
+    assert b.route(1_000) == FORWARD  # the centre still judges every scan it can
+    assert b.failed(1_000) == REFUSE  # ... but none is accepted offline
+    for t in (2_000, 3_000):
+        b.record_failure(t)
+    assert b.route(3_500) == REFUSE
+    b.credential_accepted()
+    assert b.route(3_600) == OFFLINE
 
 
 def test_default_policy() -> None:

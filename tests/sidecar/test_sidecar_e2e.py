@@ -204,7 +204,7 @@ def test_a_revoked_scanner_is_refused_offline_after_a_sync(link: Link) -> None:
 
 def test_a_slow_upstream_costs_one_timeout_and_reconciles_as_confirmed(link: Link) -> None:
     link.wait_online()
-    link.relay.delay = 1.0  # every answer of the centre arrives after the scan's deadline
+    link.relay.delay = 3.0  # every answer of the centre arrives long after the scan's deadline
     try:
         waits, ids = [], []
         for n in range(5):
@@ -213,7 +213,7 @@ def test_a_slow_upstream_costs_one_timeout_and_reconciles_as_confirmed(link: Lin
             waits.append(time.monotonic() - started)
             ids.append(f"slow-{n}")
             assert (status, doc["valid"], doc["mode"]) == (200, True, "offline"), doc
-        assert max(waits) < 5 * TIMEOUT_MS / 1000, waits
+        assert max(waits) < 5 * TIMEOUT_MS / 1000, waits  # not the 3 s the centre takes
     finally:
         link.relay.delay = 0.0
     link.wait_drained()
@@ -229,3 +229,29 @@ def test_the_sidecar_serves_its_own_api_document(link: Link) -> None:
     assert "/v1/gateway/status" in doc["paths"]
     code, body = http_get(link.centre.url + "/openapi.json")
     assert "/v1/gateway/status" not in orjson.loads(body)["paths"]
+
+
+def test_a_revoked_gateway_accepts_nothing_offline(link: Link) -> None:
+    """Last: the gateway stays revoked. Its sidecar still forwards scans (the centre judges
+    them) but accepts none offline: it no longer acts for the institution, and its journal
+    could not be reconciled."""
+    link.wait_drained()
+    gateway_id = link.sidecar.env["VERIFIER_GATEWAY_CREDENTIAL"].split(".")[0]
+    revoked = run_verifier(["gateways", "revoke", gateway_id], link.centre_env)
+    assert revoked.returncode == 0, revoked.stderr
+    wait_for(
+        lambda: link.sidecar.status()["gateway_credential"] == "refused",
+        10,
+        "the sidecar to see its credential refused",
+    )
+    status, doc = link.at_sidecar.scan(link.world.token(sub="gwrev-1"), "gwrev-1")
+    assert (status, doc["mode"]) == (200, "online")  # forwarded: the centre judged it
+    link.relay.cut()
+    try:
+        status, doc = link.at_sidecar.scan(link.world.token(sub="gwrev-2"), "gwrev-2")
+        assert (status, doc["error"]) == (503, "store_unavailable"), doc
+        assert "refused this gateway's credential" in doc["message"]
+        assert link.sidecar.status()["pending"] == 0
+    finally:
+        link.relay.restore()
+    assert any("refused this gateway's credential" in line for line in link.sidecar.stderr)

@@ -204,6 +204,7 @@ async def test_status_and_the_sidecars_api_document(tmp_path: Path) -> None:
             "trust_list_version",
             "scanners",
             "synced_at",
+            "gateway_credential",
         }
         text = json.dumps(doc)
         for ref in set(_refs(doc)):

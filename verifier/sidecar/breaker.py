@@ -15,6 +15,9 @@ States and transitions (``now`` is always passed in; nothing here reads a clock)
 - ``VERIFIER_OFFLINE_MAX_AGE``: offline acceptance is allowed only while
   ``now - offline_since < max_offline_ms``. After that the offline path answers 503: a centre
   unreachable for that long is an outage to fix, not a reason to accept cards unchecked.
+- A gateway credential the centre refused (401/403 to a sync or a reconcile: revoked, or
+  not known there) allows no offline acceptance at all until a later sync is accepted: the
+  sidecar no longer acts for its institution, and its journal could not be reconciled.
 
 Route of a new request, :meth:`Breaker.route`: FORWARD (closed), OFFLINE (open, young enough)
 or REFUSE (open, too old). After a failed forward, :meth:`Breaker.failed` records the failure
@@ -23,7 +26,10 @@ and returns OFFLINE or REFUSE for that request.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+
+log = logging.getLogger("verifier.sidecar")
 
 CLOSED = "closed"
 OPEN = "open"
@@ -57,6 +63,7 @@ class Breaker:
         self.failures = 0  # consecutive failures so far
         self.offline_since: int | None = None  # ms; first failure of the current run
         self.next_probe_at: int | None = None  # ms; set while OPEN
+        self.refused: str | None = None  # why the centre refused the gateway credential
 
     def route(self, now_ms: int) -> str:
         """Where a new request goes: FORWARD, OFFLINE or REFUSE."""
@@ -70,9 +77,45 @@ class Breaker:
         return OFFLINE if self.offline_allowed(now_ms) else REFUSE
 
     def offline_allowed(self, now_ms: int) -> bool:
-        """May a scan be accepted offline at ``now_ms``? (max-age rule)"""
+        """May a scan be accepted offline at ``now_ms``? (max-age rule, credential refused)"""
+        if self.refused is not None:
+            return False
         since = self.offline_since
         return since is None or now_ms - since < self.policy.max_offline_ms
+
+    def too_long_offline(self, now_ms: int) -> bool:
+        """Offline for longer than ``max_offline_ms``: every offline scan is 503."""
+        since = self.offline_since
+        return since is not None and now_ms - since >= self.policy.max_offline_ms
+
+    def refusal(self) -> str:
+        """Why a scan that cannot be forwarded is not accepted offline (REFUSE), for the 503."""
+        if self.refused is not None:
+            return (
+                "the central service does not answer and has refused this gateway's "
+                "credential, so no scan is accepted offline; retry"
+            )
+        return (
+            "the central service has been unreachable for longer than offline acceptance "
+            "is allowed (VERIFIER_OFFLINE_MAX_AGE); retry"
+        )
+
+    def credential_refused(self, why: str) -> None:
+        """The centre answered 401/403 to the gateway credential: no offline acceptance."""
+        if self.refused is None:
+            log.error(
+                "the central service refused this gateway's credential (%s): scans are "
+                "forwarded, none is accepted offline, the journal is not reconciled; issue a "
+                "new one with `verifier gateways add` and set VERIFIER_GATEWAY_CREDENTIAL",
+                why,
+            )
+        self.refused = why
+
+    def credential_accepted(self) -> None:
+        """A sync with the gateway credential worked."""
+        if self.refused is not None:
+            log.warning("the central service accepts this gateway's credential again")
+        self.refused = None
 
     def record_failure(self, now_ms: int) -> None:
         """A forward or a probe failed (connection error, timeout, 5xx)."""
@@ -81,6 +124,10 @@ class Breaker:
             self.offline_since = now_ms
         if self.state == CLOSED and self.failures >= self.policy.failures_to_open:
             self.state = OPEN
+            log.warning(
+                "the central service does not answer: offline; scans are decided here and "
+                "journalled until a probe gets an answer"
+            )
         if self.state == OPEN:
             self.next_probe_at = now_ms + self.policy.probe_interval_ms
 
@@ -98,12 +145,10 @@ class Breaker:
         return max(0, self.next_probe_at - now_ms)
 
     def status(self) -> dict[str, object]:
-        """``{"mode": "online"|"offline", "offline_since": ms or None}`` for the status route.
-
-        ``offline_since`` may be set while the mode is still online: the last forwards
-        failed, but not yet enough of them in a row to open the breaker.
-        """
+        """``{"mode": "online"|"offline", "offline_since": ms or None}`` for the status route:
+        offline from the first call to the centre that failed (a scan's forward, a probe, a
+        sync) until one succeeds, whether or not the breaker has opened yet."""
         return {
-            "mode": "offline" if self.state == OPEN else "online",
+            "mode": "online" if self.offline_since is None else "offline",
             "offline_since": self.offline_since,
         }

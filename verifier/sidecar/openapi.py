@@ -47,8 +47,17 @@ _STATUS_SCHEMA: dict[str, Any] = {
         "trust_list_version": {"type": "integer"},
         "scanners": {"type": "integer", "description": "Scanners in the synced directory."},
         "synced_at": {"type": ["string", "null"], "format": "date-time"},
+        "gateway_credential": {
+            "type": "string",
+            "enum": ["accepted", "refused"],
+            "description": "`refused` once the centre answered 401/403 to the gateway "
+            "credential (revoked, or unknown there): scans are still forwarded, none is "
+            "accepted offline and the journal is not reconciled, until a sync is accepted.",
+        },
     },
 }
+
+OFFLINE_TOO_LONG = "offline for longer than the offline max age"
 
 
 def sidecar_document() -> dict[str, Any]:
@@ -98,6 +107,8 @@ def sidecar_document() -> dict[str, Any]:
         "properties": {"id": {"type": "string", "description": "Holder id (the token's `sub`)."}},
     }
     schemas["GatewayStatus"] = _STATUS_SCHEMA
+    problems = schemas["Readiness"]["properties"]["problems"]["items"]["enum"]
+    problems.append(OFFLINE_TOO_LONG)
     for path in CENTRE_ONLY:  # the centre's routes for gateways: a sidecar answers them 404
         doc["paths"].pop(path, None)
     doc["paths"][STATUS_PATH] = {

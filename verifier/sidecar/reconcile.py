@@ -40,6 +40,7 @@ from verifier.sidecar.journal import (
     Outcome,
 )
 from verifier.sidecar.journal_types import format_ms
+from verifier.sidecar.sync import CredentialRefused, SyncFailed, check_answer
 from verifier.sidecar.upstream import Upstream, UpstreamFailed
 
 log = logging.getLogger("verifier.sidecar")
@@ -110,7 +111,8 @@ class Drainer:
         self._wake.set()
 
     async def drain_once(self) -> int:
-        """One batch; how many rows got their outcome. Raises UpstreamFailed, ValueError."""
+        """One batch; how many rows got their outcome. Raises UpstreamFailed, SyncFailed
+        (CredentialRefused for a 401/403), ValueError."""
         rows = await self.journal.oldest_pending(BATCH)
         if not rows:
             return 0
@@ -122,8 +124,8 @@ class Drainer:
             authorization=f"Bearer {self.credential}",
             request_id=None,
         )
-        if answer.status != 200:
-            raise ValueError(f"status {answer.status}: {answer.body[:200]!r}")
+        check_answer(f"POST {RECONCILE_PATH}", answer)
+        self.breaker.record_success(int(time.time() * 1000))  # the centre answered
         settled = outcomes(rows, orjson.loads(answer.body))
         moved = await self.journal.mark(settled, int(time.time() * 1000))
         judged = {o.id for o in settled}
@@ -138,10 +140,17 @@ class Drainer:
     async def run(self) -> None:
         while True:
             busy = False
-            if self.breaker.state == CLOSED and self.journal.counts()[PENDING] > 0:
+            breaker = self.breaker
+            if (
+                breaker.state == CLOSED
+                and breaker.refused is None  # a sync accepted again clears it
+                and self.journal.counts()[PENDING] > 0
+            ):
                 try:
                     busy = await self.drain_once() > 0
-                except (UpstreamFailed, ValueError, orjson.JSONDecodeError) as err:
+                except CredentialRefused as err:
+                    self.breaker.credential_refused(str(err))
+                except (UpstreamFailed, SyncFailed, ValueError, orjson.JSONDecodeError) as err:
                     log.warning("reconciliation failed, will retry: %s", err)
                 except JournalUnavailable as err:
                     log.error("reconciliation outcomes not stored, will retry: %s", err)

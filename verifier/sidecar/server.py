@@ -41,7 +41,7 @@ from verifier.sidecar.budget import OfflineBudget
 from verifier.sidecar.directory import Directory, GatewayScanners, write_atomically
 from verifier.sidecar.journal import STATES, Journal, JournalUnavailable
 from verifier.sidecar.journal_types import format_ms
-from verifier.sidecar.openapi import SIDECAR_OPENAPI, STATUS_PATH
+from verifier.sidecar.openapi import OFFLINE_TOO_LONG, SIDECAR_OPENAPI, STATUS_PATH
 from verifier.sidecar.reconcile import Drainer
 from verifier.sidecar.sync import Syncer, SyncFailed, fetch_trust_list
 from verifier.sidecar.upstream import Upstream, UpstreamFailed
@@ -62,6 +62,14 @@ class SidecarEndpoint(Endpoint):
 
     def openapi(self) -> Answer:
         return Answer(200, SIDECAR_OPENAPI)
+
+    async def problems(self) -> list[str]:
+        """The endpoint's, and: offline for longer than ``VERIFIER_OFFLINE_MAX_AGE`` (every
+        scan the centre cannot answer is 503 then)."""
+        problems = await super().problems()
+        if self.sidecar.breaker.too_long_offline(int(time.time() * 1000)):
+            problems.append(OFFLINE_TOO_LONG)
+        return problems
 
     def metrics(self) -> Answer:
         base = super().metrics()
@@ -114,6 +122,7 @@ class Sidecar:
             "trust_list_version": self.runtime.trust.current.version,
             "scanners": len(self.scanners.directory.scanners),
             "synced_at": format_ms(self.syncer.synced_at) if self.syncer.synced_at else None,
+            "gateway_credential": "refused" if self.breaker.refused else "accepted",
         }
         return Answer(200, orjson.dumps(body), {"Cache-Control": "no-store"})
 
@@ -128,6 +137,10 @@ class Sidecar:
             "# HELP verifier_sidecar_unanswered_seconds Since the centre last failed to answer.",
             "# TYPE verifier_sidecar_unanswered_seconds gauge",
             f"verifier_sidecar_unanswered_seconds {offline_s:.3f}",
+            "# HELP verifier_sidecar_credential_refused 1 once the centre refused the gateway "
+            "credential (no offline acceptance), until a sync is accepted.",
+            "# TYPE verifier_sidecar_credential_refused gauge",
+            f"verifier_sidecar_credential_refused {int(self.breaker.refused is not None)}",
             "# HELP verifier_sidecar_journal_rows Offline acceptances by reconciliation state.",
             "# TYPE verifier_sidecar_journal_rows gauge",
             *(

@@ -10,8 +10,12 @@ signed trust list; and the probe that tells when an unreachable centre answers a
 - The probe: while the breaker is open, ``GET /readyz`` at the centre every probe interval;
   the first answer closes the breaker (and wakes the journal's drain).
 
-Sync calls use their own client with a longer deadline than scans, and their failures do not
-move the breaker; the probe uses the scans' client and deadline, as a scan would.
+Sync calls use their own client with a longer deadline than scans; a sync the centre does not
+answer (connection error, timeout, 5xx) counts as a failure for the breaker as a scan's
+forward would, so an outage with no scans is seen too; a 401/403 to the gateway credential
+(revoked, or unknown at the centre) is :meth:`Breaker.credential_refused`: no offline
+acceptance until a sync is accepted again. The probe uses the scans' client and deadline, as a
+scan would.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from verifier.errors import RecordError, TrustListError
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import Breaker
 from verifier.sidecar.directory import Directory, GatewayScanners, write_atomically
-from verifier.sidecar.upstream import Upstream, UpstreamFailed
+from verifier.sidecar.upstream import Upstream, UpstreamAnswer, UpstreamFailed
 
 log = logging.getLogger("verifier.sidecar")
 
@@ -45,11 +49,29 @@ class SyncFailed(Exception):
     """One sync step did not complete; the message says which and why (for the log)."""
 
 
+class CredentialRefused(SyncFailed):
+    """The centre answered 401 or 403 to the gateway credential."""
+
+
+def check_answer(what: str, answer: UpstreamAnswer) -> None:
+    """SyncFailed unless ``answer`` is a 200; CredentialRefused for a 401 or 403."""
+    if answer.status == 200:
+        return
+    try:
+        doc = orjson.loads(answer.body)
+        code = doc.get("error") if type(doc) is dict else None
+    except orjson.JSONDecodeError:
+        code = None
+    said = f"{answer.status} {code}" if type(code) is str else str(answer.status)
+    if answer.status in (401, 403):
+        raise CredentialRefused(f"{what}: the centre refused the gateway credential ({said})")
+    raise SyncFailed(f"{what}: status {said}")
+
+
 async def fetch_trust_list(upstream: Upstream, credential: str) -> str:
     """The signed trust list the centre serves (its text), unchecked."""
     answer = await upstream.get(TRUST_LIST_PATH, authorization=f"Bearer {credential}")
-    if answer.status != 200:
-        raise SyncFailed(f"GET {TRUST_LIST_PATH}: status {answer.status}")
+    check_answer(f"GET {TRUST_LIST_PATH}", answer)
     body = answer.body.strip()
     if body.startswith(b"{"):  # a JSON wrapper: {"trust_list": "<signed text>"}
         try:
@@ -101,8 +123,7 @@ class Syncer:
     async def sync_once(self) -> None:
         """Directory, then trust list. Raises SyncFailed or UpstreamFailed."""
         answer = await self.upstream.get(SCANNERS_PATH, authorization=f"Bearer {self.credential}")
-        if answer.status != 200:
-            raise SyncFailed(f"GET {SCANNERS_PATH}: status {answer.status}")
+        check_answer(f"GET {SCANNERS_PATH}", answer)
         try:
             directory = Directory.from_json(orjson.loads(answer.body))
         except (orjson.JSONDecodeError, RecordError) as err:
@@ -112,6 +133,8 @@ class Syncer:
             self.scanners.replace(directory)
             log.info("scanner directory synced: %d scanners", len(directory.scanners))
         await self.sync_trust_list()
+        self.breaker.record_success(_now_ms())  # the centre answered
+        self.breaker.credential_accepted()
         self.syncs += 1
         self.synced_at = _now_ms()
 
@@ -133,7 +156,12 @@ class Syncer:
             if self.breaker.state == "closed":
                 try:
                     await self.sync_once()
-                except (SyncFailed, UpstreamFailed, OSError) as err:
+                except CredentialRefused as err:
+                    self.breaker.credential_refused(str(err))
+                except UpstreamFailed as err:
+                    self.breaker.record_failure(_now_ms())  # the centre did not answer
+                    log.warning("sync with the centre failed: %s", err)
+                except (SyncFailed, OSError) as err:
                     log.warning("sync with the centre failed: %s", err)
             try:
                 await asyncio.wait_for(self._now.wait(), self.interval_s)

@@ -123,11 +123,7 @@ class GatewayVerdicts:
                 self.breaker.record_success(_ms(time.time()))
                 return self._online(answer)
         if route == REFUSE:
-            raise RequestRefused(
-                E.STORE_UNAVAILABLE,
-                "the central service has been unreachable for longer than offline acceptance "
-                "is allowed (VERIFIER_OFFLINE_MAX_AGE); retry",
-            )
+            raise RequestRefused(E.STORE_UNAVAILABLE, self.breaker.refusal())
         return await self.offline(scanner, inst, req, request_id, now)
 
     # -- online -------------------------------------------------------------------------------
@@ -186,9 +182,10 @@ class GatewayVerdicts:
 
     # -- offline ------------------------------------------------------------------------------
 
-    def _verdict(self, reason: str, valid: bool = False, **parts: Any) -> dict[str, Any]:
+    def _verdict(self, reason: str, **parts: Any) -> dict[str, Any]:
+        """A refusal decided here, not by the centre (so ``mode`` is offline)."""
         self.metrics.verdicts[reason] += 1
-        return {"valid": valid, "reason": reason, "covered": False, "mode": OFFLINE, **parts}
+        return {"valid": False, "reason": reason, "covered": False, "mode": OFFLINE, **parts}
 
     async def offline(
         self,
