@@ -13,6 +13,7 @@ command, so a key is refused only when none of :data:`FILE_SETTINGS` has it.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -256,8 +257,7 @@ class SidecarSettings(Listening):
 
     def problems(self) -> Iterator[tuple[str, str]]:
         """(field, message) for each rule the settings break; nothing when they are usable."""
-        if not self.upstream.startswith(("http://", "https://")):
-            yield "upstream", "the central service's URL, http://host:port or https://…"
+        yield from _upstream_problems(self.upstream)
         if not is_gateway_credential(self.gateway_credential):
             yield (
                 "gateway_credential",
@@ -266,8 +266,29 @@ class SidecarSettings(Listening):
         yield from self.listening_problems()
         if not self.journal:
             yield "journal", "path of the journal file is required"
+        for name, path in (("journal", self.journal), ("trust_list", self.trust_list)):
+            folder = os.path.dirname(path) or "."
+            if path and not os.path.isdir(folder):
+                yield name, f"the folder {folder!r} does not exist"
         if not self.root_key:
             yield "root_key", "path of the root public key is required"
+
+
+def _upstream_problems(url: str) -> Iterator[tuple[str, str]]:
+    """The centre's base URL: http(s)://host[:port], nothing after it."""
+    shape = "the central service's URL, http://host:port or https://host[:port]"
+    if not url.startswith(("http://", "https://")):
+        yield "upstream", shape
+        return
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname or port == 0:
+        yield "upstream", f"{shape} (a host, and a port from 1 to 65535)"
+    elif parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        yield "upstream", f"{shape}, with no path, query or user after it"
 
 
 # The settings classes that share one config file: a key none of them has is a typo.

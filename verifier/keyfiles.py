@@ -38,6 +38,14 @@ def read_public_key(path: str | Path) -> bytes:
         raise ConfigError(f"{path}: {err}") from err
 
 
+def read_root_key(path: str | Path) -> bytes:
+    """The root public key of ``VERIFIER_ROOT_KEY``; a ConfigError names the setting."""
+    try:
+        return read_public_key(path)
+    except ConfigError as err:
+        raise ConfigError(f"VERIFIER_ROOT_KEY: {err}") from err
+
+
 def write_private(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 (never briefly world-readable); refuse to overwrite."""
     try:

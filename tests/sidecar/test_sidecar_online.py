@@ -21,11 +21,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from nacl.signing import SigningKey
 from service_world import HOSPITAL, World, running
 
+from verifier import paserk
 from verifier.config import SidecarSettings, load
 from verifier.credentials import new_credential, new_gateway_credential
-from verifier.errors import ALL_REASONS, SIDECAR_REASONS
+from verifier.errors import ALL_REASONS, SIDECAR_REASONS, ConfigError
 from verifier.records import Institution
 from verifier.service.server import Site
 from verifier.sidecar.directory import Directory
@@ -306,3 +308,37 @@ async def test_a_journal_that_cannot_commit_is_an_outage_until_it_can(tmp_path: 
         finally:
             locker.close()
             logging.getLogger("verifier.store").removeHandler(handler)
+
+
+@in_loop
+async def test_the_first_trust_list_is_kept_only_once_the_root_key_accepts_it(
+    tmp_path: Path,
+) -> None:
+    """No local copy at the first start: the centre's list is fetched, and kept only if the
+    sidecar's own root key signs it; a credential the centre refuses is named as such."""
+    world = World(tmp_path)
+    async with running(world, "memory://") as centre:
+        gateway_credential, gateway = new_gateway_credential(HOSPITAL)
+        await centre.runtime.store.put_gateway(gateway)
+        other_root = tmp_path / "other.public"
+        other_root.write_text(paserk.public_to_paserk(SigningKey.generate().verify_key.encode()))
+        journal = tmp_path / "sidecar.db"
+        values = {
+            "upstream": centre.url,
+            "gateway_credential": gateway_credential,
+            "root_key": str(other_root),
+            "journal": str(journal),
+        }
+        with pytest.raises(ConfigError, match="^VERIFIER_ROOT_KEY: .*nothing was kept"):
+            await open_sidecar(load(SidecarSettings, {}, values))
+        assert not Path(f"{journal}.trust.paseto").exists()
+
+        stranger, _ = new_gateway_credential(HOSPITAL)  # never stored at the centre
+        values |= {"gateway_credential": stranger, "root_key": str(world.dir / "root.public")}
+        with pytest.raises(ConfigError, match="^VERIFIER_GATEWAY_CREDENTIAL: .*refused"):
+            await open_sidecar(load(SidecarSettings, {}, values))
+
+        values["gateway_credential"] = gateway_credential
+        sidecar = await open_sidecar(load(SidecarSettings, {}, values))
+        await sidecar.close()
+        assert Path(f"{journal}.trust.paseto").exists()

@@ -63,6 +63,12 @@ def test_the_claim_policy_takes_whole_seconds_with_units() -> None:
     [
         ("VERIFIER_UPSTREAM", ""),  # required
         ("VERIFIER_UPSTREAM", "10.0.0.1:8080"),  # no scheme
+        ("VERIFIER_UPSTREAM", "http://"),  # no host
+        ("VERIFIER_UPSTREAM", "http://10.0.0.1:abc"),
+        ("VERIFIER_UPSTREAM", "http://10.0.0.1:99999"),
+        ("VERIFIER_UPSTREAM", "http://10.0.0.1:8080/verifier"),  # a path would be dropped
+        ("VERIFIER_JOURNAL", "/no/such/folder/sidecar.db"),
+        ("VERIFIER_TRUST_LIST", "/no/such/folder/trust.paseto"),
         ("VERIFIER_GATEWAY_CREDENTIAL", ""),  # required
         ("VERIFIER_GATEWAY_CREDENTIAL", "not a credential"),
         # a scanner's credential: the centre would refuse it on every call
@@ -98,3 +104,17 @@ def test_one_config_file_serves_the_centre_and_the_sidecar(tmp_path: Path) -> No
     conf.write_text('store = "redis://10.0.0.2:6379/0"\noffline_limit = 5\njournal = "/var/x.db"\n')
     s = load(SidecarSettings, {**GOOD, "VERIFIER_CONFIG": str(conf)})
     assert (s.offline_limit, s.journal) == (5, "/var/x.db")
+
+
+def test_a_missing_root_key_file_names_the_setting(tmp_path: Path) -> None:
+    env = base_env(
+        **{
+            **GOOD,
+            "VERIFIER_ROOT_KEY": str(tmp_path / "nope.public"),
+            "VERIFIER_JOURNAL": str(tmp_path / "sidecar.db"),
+        }
+    )
+    done = run_verifier(["sidecar"], env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("verifier: error: VERIFIER_ROOT_KEY: "), done.stderr
+    assert "Traceback" not in done.stderr

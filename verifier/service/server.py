@@ -30,7 +30,7 @@ from verifier.benefits import BenefitPolicy
 from verifier.benefits_file import load_policy
 from verifier.config import Listening, Settings, claim_seconds
 from verifier.errors import ConfigError, VerifierError
-from verifier.keyfiles import read_public_key
+from verifier.keyfiles import read_root_key
 from verifier.policy import ClaimPolicy
 from verifier.service.app import ExtraRoute, QuietRequestHandler, build_app
 from verifier.service.auth import ScannerCache
@@ -73,7 +73,7 @@ def connection_limits(settings: Listening) -> ConnectionLimits:
 
 async def open_runtime(settings: Settings, store: Store | None = None) -> Runtime:
     """Load keys, trust list and policies, open (and check) the store. Raises on bad config."""
-    watch = TrustWatch(settings.trust_list, read_public_key(settings.root_key))
+    watch = TrustWatch(settings.trust_list, read_root_key(settings.root_key))
     benefits = load_policy(settings.policy) if settings.policy else BenefitPolicy.default()
     if store is None:
         store = await open_store(

@@ -22,9 +22,10 @@ from typing import cast
 
 import orjson
 
+from verifier import trust
 from verifier.config import SidecarSettings
 from verifier.errors import ConfigError, RecordError, StoreUnavailable, TrustListError
-from verifier.keyfiles import read_public_key
+from verifier.keyfiles import read_root_key
 from verifier.service.endpoint import Answer, Endpoint, Runtime
 from verifier.service.logs import configure_logging, event
 from verifier.service.metrics import Metrics
@@ -43,7 +44,7 @@ from verifier.sidecar.journal import STATES, Journal, JournalUnavailable
 from verifier.sidecar.journal_types import format_ms
 from verifier.sidecar.openapi import OFFLINE_TOO_LONG, SIDECAR_OPENAPI, STATUS_PATH
 from verifier.sidecar.reconcile import Drainer
-from verifier.sidecar.sync import Syncer, SyncFailed, fetch_trust_list
+from verifier.sidecar.sync import CredentialRefused, Syncer, SyncFailed, fetch_trust_list
 from verifier.sidecar.upstream import Upstream, UpstreamFailed
 from verifier.sidecar.verdicts import GatewayVerdicts
 from verifier.store.base import Store
@@ -169,21 +170,32 @@ class Sidecar:
         await self.journal.close()
 
 
-async def _first_trust_list(path: Path, scans: Upstream, credential: str) -> None:
-    """No local copy yet: fetch the centre's (checked by TrustWatch when it loads it)."""
+async def _first_trust_list(path: Path, scans: Upstream, credential: str, root: bytes) -> None:
+    """No local copy yet: fetch the centre's and keep it, once the root key has checked it."""
     try:
         text = await fetch_trust_list(scans, credential)
+    except CredentialRefused as err:
+        raise ConfigError(f"VERIFIER_GATEWAY_CREDENTIAL: {err}") from err
     except (UpstreamFailed, SyncFailed) as err:
         raise ConfigError(
             f"VERIFIER_TRUST_LIST: no trust list at {path} and none from the centre ({err})"
         ) from err
-    write_atomically(path, (text.strip() + "\n").encode("ascii"))
+    try:
+        trust.load(text, root, time.time())
+    except TrustListError as err:
+        raise ConfigError(
+            f"VERIFIER_ROOT_KEY: the centre's trust list is refused, nothing was kept: {err}"
+        ) from err
+    try:
+        write_atomically(path, (text.strip() + "\n").encode("ascii"))
+    except OSError as err:
+        raise ConfigError(f"VERIFIER_TRUST_LIST: cannot write {path}: {err.strerror}") from err
 
 
 async def open_sidecar(settings: SidecarSettings) -> Sidecar:
     """Everything but the listening socket; raises ConfigError (or a JournalError) when the
     sidecar cannot start."""
-    root = read_public_key(settings.root_key)
+    root = read_root_key(settings.root_key)
     policy = claim_policy(settings)
     budget = OfflineBudget(
         settings.offline_limit, settings.offline_window, settings.offline_max_amount
@@ -204,7 +216,7 @@ async def open_sidecar(settings: SidecarSettings) -> Sidecar:
         except RecordError as err:
             raise ConfigError(f"scanner directory: {err}") from err
         if not trust_path.exists():
-            await _first_trust_list(trust_path, background, credential)
+            await _first_trust_list(trust_path, background, credential, root)
         try:
             watch = TrustWatch(trust_path, root)
         except TrustListError as err:
