@@ -48,6 +48,7 @@ log = logging.getLogger("verifier.sidecar")
 RECONCILE_PATH = "/v1/reconcile"
 BATCH = 256
 _OUTCOMES = (CONFIRMED, CONFLICT, REJECTED)
+_SPLIT = ("fund", "personal_account", "out_of_pocket")  # the settlement's parts, in yuan
 
 
 def item(row: Entry) -> dict[str, Any]:
@@ -77,13 +78,23 @@ def outcomes(rows: list[Entry], doc: object) -> list[Outcome]:
             continue
         state = result.get("outcome")
         if state in _OUTCOMES:
-            # Rejected: why. Confirmed: the verdict as of now (its reason says the coverage).
-            verdict = result.get("verdict")
-            detail = result.get("reason") or (
-                verdict.get("reason") if type(verdict) is dict else ""
-            )
-            out.append(Outcome(row.id, state, str(detail or "")))
+            out.append(Outcome(row.id, state, _detail(result)))
     return out
+
+
+def _detail(result: dict[str, Any]) -> str:
+    """What the journal keeps of a result: a rejection's reason; for a confirmation, the
+    verdict's reason (it says the coverage) and, when the scan named a bill, how the centre
+    split it: ``ok; fund 80.00, personal account 12.00, out of pocket 8.00``."""
+    verdict = result.get("verdict")
+    if type(verdict) is not dict:
+        return str(result.get("reason") or "")
+    detail = str(verdict.get("reason") or "")
+    split = verdict.get("settlement")
+    if type(split) is dict:
+        parts = [(k.replace("_", " "), split.get(k)) for k in _SPLIT]
+        detail += "; " + ", ".join(f"{name} {amount}" for name, amount in parts if amount)
+    return detail
 
 
 class Drainer:
