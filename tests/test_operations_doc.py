@@ -48,3 +48,19 @@ def test_every_log_event_is_explained_and_emitted() -> None:
         assert f'"{name}"' in sources, name
     documented = set(re.findall(r"^\| `(\w+)` \| `verifier", OPERATIONS, re.M))
     assert documented == set(EVENTS)
+
+
+def test_every_sidecar_setting_and_metric_is_documented() -> None:
+    from verifier.config import Listening, SidecarSettings
+
+    section = README[README.index("## The gateway sidecar") :]
+    section = section[: section.index("\n## ", 1)]
+    shared = {f.name for f in dataclasses.fields(Listening)}
+    for field in dataclasses.fields(SidecarSettings):
+        if field.name not in shared:
+            assert f"`VERIFIER_{field.name.upper()}`" in section, field.name
+    source = (REPO / "verifier" / "sidecar" / "server.py").read_text()
+    names = set(re.findall(r"# HELP (verifier_sidecar_\w+) ", source))
+    assert len(names) >= 5
+    for name in names:
+        assert f"`{name}" in OPERATIONS, name
