@@ -38,7 +38,7 @@ NOT_RUN = {
     "python3 -m venv .venv": "makes a venv and installs into it; the demo is tested by itself",
     "pip install -e '.[dev]' && scripts/check": "the whole suite, this test included (CI)",
     "bench quick": "the bench's reference card (placeholders, long runs); tests/bench runs it",
-    "verifier demo --sidecar --once": "the sidecar's reference card (placeholders); "
+    "verifier demo --sidecar": "the sidecar's reference card (placeholders); "
     "tests/sidecar runs the demo and the sidecar itself",
 }
 _BLOCK = re.compile(r"^```sh\n(.*?)^```", re.M | re.S)

@@ -23,6 +23,19 @@ DESCRIPTION = (
 )
 
 
+EPILOG = """\
+other settings (environment or config file; durations take a unit, e.g. 90s, 12h):
+  VERIFIER_GATEWAY_CREDENTIAL   <gateway id>.<secret> from `verifier gateways add` (required)
+  VERIFIER_UPSTREAM_TIMEOUT_MS  a scan's wait for the centre, then offline (300)
+  VERIFIER_OFFLINE_LIMIT        offline acceptances per holder per window (2)
+  VERIFIER_OFFLINE_WINDOW       the budget's window (24h)
+  VERIFIER_OFFLINE_MAX_AMOUNT   yuan per holder per window offline (500.00)
+  VERIFIER_OFFLINE_MAX_AGE      how long after losing the centre scans are accepted offline (12h)
+  VERIFIER_SYNC_INTERVAL        scanner directory and trust list sync (10s)
+  VERIFIER_LOG_LEVEL, VERIFIER_LOG_FORMAT (text|json), VERIFIER_ACCESS_LOG, and the connection
+  and claim-policy settings of `verifier serve`; docs/OPERATIONS.md, "Gateway sidecars"."""
+
+
 @dataclass(frozen=True)
 class JournalOptions:
     journal: str
@@ -30,7 +43,13 @@ class JournalOptions:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sidecar", help="run the gateway sidecar", description=DESCRIPTION)
+    p = sub.add_parser(
+        "sidecar",
+        help="run the gateway sidecar",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--upstream", help="the central service, http://HOST:PORT (VERIFIER_UPSTREAM)")
     p.add_argument(
         "--listen", help="HOST:PORT for scanners (VERIFIER_LISTEN, default 127.0.0.1:8080)"
