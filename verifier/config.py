@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from verifier import config_loader
 from verifier.config_loader import Parser, setting
 from verifier.credentials import is_gateway_credential
-from verifier.durations import parse_duration
+from verifier.durations import format_duration, parse_duration
 from verifier.errors import ConfigError
 from verifier.policy import MAX_CLOCK_SKEW, MAX_EXP_LEEWAY, MAX_FUTURE_LEEWAY, MAX_LIFETIME_CAP
 from verifier.sidecar.budget import parse_amount
@@ -146,7 +146,8 @@ class Settings(Listening):
             yield "max_batch_bytes", f"must be at least max_body_bytes ({self.max_body_bytes})"
         if self.reconcile_window < self.max_lifetime + self.exp_leeway:
             # A shorter window would forget a use while its token can still be presented.
-            yield "reconcile_window", "must be at least max_lifetime + exp_leeway"
+            least = format_duration(self.max_lifetime + self.exp_leeway)
+            yield "reconcile_window", f"must be at least max_lifetime + exp_leeway ({least})"
         yield from _tls_problems(
             self.store, self.redis_ca_file, self.redis_cert_file, self.redis_key_file
         )

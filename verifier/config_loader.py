@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from verifier.durations import format_duration, parse_duration
 from verifier.errors import ConfigError
 
 ENV_PREFIX = "VERIFIER_"
@@ -141,14 +142,20 @@ def _check_bounds(field: dataclasses.Field[Any], value: object, label: str) -> N
     low, high = field.metadata.get("low"), field.metadata.get("high")
     if not isinstance(value, int | float) or (low is None and high is None):
         return
+    # A duration is held in milliseconds; its bounds are said with units, as it was written.
+    said = _duration if field.metadata.get("parse") is parse_duration else _number
     if low is not None and high is not None:
-        bound = f"between {_number(low)} and {_number(high)}"
+        bound = f"between {said(low)} and {said(high)}"
     elif low is not None:
-        bound = f"at least {_number(low)}"
+        bound = f"at least {said(low)}"
     else:
-        bound = f"at most {_number(high)}"
+        bound = f"at most {said(high)}"
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{label}: must be {bound}, got {_number(value)}")
+        raise ConfigError(f"{label}: must be {bound}, got {said(value)}")
+
+
+def _duration(ms: object) -> str:
+    return format_duration(int(ms)) if isinstance(ms, int | float) and ms > 0 else "0s"
 
 
 def _number(x: object) -> str:

@@ -32,7 +32,7 @@ from service_process import base_env, free_port
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 OPERATE = "## Operate it"
-INSTALLS_REDIS = "sudo apt-get install"
+INSTALLS_REDIS = "sudo apt-get update"
 # First lines of the blocks outside "Operate it", and why each is not run here.
 NOT_RUN = {
     "python3 -m venv .venv": "makes a venv and installs into it; the demo is tested by itself",

@@ -58,6 +58,8 @@ def test_json_log_with_the_port_it_got_and_an_access_line_per_verdict(tmp_path) 
         assert first["institution"] == HOSPITAL
         assert first["scanner"] == credential.split(".")[0]
         assert (second["reason"], second["valid"]) == ("replayed", False)
+        [down] = wait_for_event(side, "upstream_down")  # the centre never answered
+        assert down["level"] == "warning"
         assert side.stop() == 0
         wait_for_event(side, "stop")
     text = "\n".join(side.stderr)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from verifier.service.logs import event
+
 log = logging.getLogger("verifier.sidecar")
 
 CLOSED = "closed"
@@ -124,9 +126,12 @@ class Breaker:
             self.offline_since = now_ms
         if self.state == CLOSED and self.failures >= self.policy.failures_to_open:
             self.state = OPEN
-            log.warning(
+            event(
+                log,
+                logging.WARNING,
+                "upstream_down",
                 "the central service does not answer: offline; scans are decided here and "
-                "journalled until a probe gets an answer"
+                "journalled until a probe gets an answer",
             )
         if self.state == OPEN:
             self.next_probe_at = now_ms + self.policy.probe_interval_ms

@@ -30,6 +30,7 @@ import orjson
 
 from verifier import trust
 from verifier.errors import RecordError, TrustListError
+from verifier.service.logs import event
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import Breaker
 from verifier.sidecar.directory import Directory, GatewayScanners, write_atomically
@@ -178,7 +179,7 @@ class Syncer:
                 continue
             if await self.prober.probe():
                 self.breaker.record_success(_now_ms())
-                log.info("the central service answers again: online")
+                event(log, logging.INFO, "upstream_up", "the central service answers again: online")
                 self.soon()
                 self.on_restored()
             else:

@@ -114,8 +114,13 @@ def parse_greeting(replies: list[Any]) -> tuple[Identity, float | None]:
         why = auth_failure(reply) if isinstance(reply, RespError) else None
         if why is not None:
             raise AuthFailed(why)
-    if len(replies) not in (3, 5) or any(isinstance(r, RespError) for r in replies):
-        raise ConnectionDown(f"identity check refused: {replies!r:.200}")
+    refused = [r for r in replies if isinstance(r, RespError)]
+    if refused:  # e.g. an ACL user without +info: Redis's own words, which name the command
+        raise ConnectionDown(
+            f"the start-up identity check (INFO, GET) was refused: {str(refused[0]):.200}"
+        )
+    if len(replies) not in (3, 5):
+        raise ConnectionDown(f"identity check: unexpected replies {replies!r:.200}")
     if len(replies) == 3:  # cluster_greeting
         server, replication, stats = replies
         marker = flush_count(stats) if isinstance(stats, bytes) else None
