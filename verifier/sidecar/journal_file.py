@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from verifier.sidecar.budget import OfflineBudget, Use
 from verifier.sidecar.journal_types import (
@@ -61,6 +62,8 @@ CREATE TABLE journal (
 CREATE INDEX journal_by_state ON journal (state);  -- each index entry ends with the id
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+
+T = TypeVar("T")
 
 
 class JournalFile:
@@ -131,10 +134,20 @@ class JournalFile:
         batch see each other's rows. Returns only after the commit is durable; on any SQLite
         error nothing is committed and JournalUnavailable is raised for the whole batch.
         """
+        return self._transaction(lambda: [self._record_one(item, budget) for item in items])
+
+    def probe(self) -> None:
+        """One durable write that changes nothing (the schema version, rewritten): raises
+        JournalUnavailable while the journal cannot commit (locked, read-only, disk full)."""
+        self._transaction(lambda: self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}"))
+
+    def _transaction(self, work: Callable[[], T]) -> T:
+        """``work`` in one durable write transaction: committed whole, or rolled back and
+        JournalUnavailable raised on any SQLite error."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                out = [self._record_one(item, budget) for item in items]
+                out = work()
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
@@ -143,21 +156,6 @@ class JournalFile:
         except sqlite3.Error as err:
             raise JournalUnavailable(f"journal {self.path}: cannot commit: {err}") from err
         return out
-
-    def probe(self) -> None:
-        """One durable write that changes nothing (the schema version, rewritten): raises
-        JournalUnavailable while the journal cannot commit (locked, read-only, disk full)."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as err:
-            raise JournalUnavailable(f"journal {self.path}: cannot commit: {err}") from err
 
     def _record_one(self, item: Acceptance, budget: OfflineBudget | None) -> Recorded:
         db = self._db
@@ -202,23 +200,17 @@ class JournalFile:
         moved to each settled state. Raises JournalUnavailable on a SQLite error.
         """
         moved = dict.fromkeys(SETTLED_STATES, 0)
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for o in outcomes:
-                    cur = self._db.execute(
-                        "UPDATE journal SET state = ?, detail = ?, updated_at = ?"
-                        " WHERE id = ? AND state = ?",
-                        (o.state, o.detail, now_ms, o.id, PENDING),
-                    )
-                    moved[o.state] += cur.rowcount
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as err:
-            raise JournalUnavailable(f"journal {self.path}: cannot commit: {err}") from err
+
+        def settle() -> None:
+            for o in outcomes:
+                cur = self._db.execute(
+                    "UPDATE journal SET state = ?, detail = ?, updated_at = ?"
+                    " WHERE id = ? AND state = ?",
+                    (o.state, o.detail, now_ms, o.id, PENDING),
+                )
+                moved[o.state] += cur.rowcount
+
+        self._transaction(settle)
         return moved
 
     # -- reads ----------------------------------------------------------------------------
