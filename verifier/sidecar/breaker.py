@@ -80,10 +80,7 @@ class Breaker:
 
     def offline_allowed(self, now_ms: int) -> bool:
         """May a scan be accepted offline at ``now_ms``? (max-age rule, credential refused)"""
-        if self.refused is not None:
-            return False
-        since = self.offline_since
-        return since is None or now_ms - since < self.policy.max_offline_ms
+        return self.refused is None and not self.too_long_offline(now_ms)
 
     def too_long_offline(self, now_ms: int) -> bool:
         """Offline for longer than ``max_offline_ms``: every offline scan is 503."""
