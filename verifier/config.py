@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from verifier import config_loader
 from verifier.config_loader import Parser, setting
@@ -204,11 +204,7 @@ def _redis_url_problems(store: str) -> Iterator[tuple[str, str]]:
     if not store.startswith(("redis://", "rediss://")):
         return
     parts = urlsplit(store)
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:  # out of range, not a number, or 0
+    if _port(parts) == 0:  # out of range, not a number, or 0
         yield "store", "the Redis port must be a number from 1 to 65535"
     path = parts.path.strip("/")
     if path and not re.fullmatch(r"[0-9]+", path):
@@ -275,6 +271,14 @@ class SidecarSettings(Listening):
             yield "root_key", "path of the root public key is required"
 
 
+def _port(parts: SplitResult) -> int | None:
+    """A URL's port; None when it names none, 0 when it is not a number from 1 to 65535."""
+    try:
+        return parts.port
+    except ValueError:
+        return 0
+
+
 def _upstream_problems(url: str) -> Iterator[tuple[str, str]]:
     """The centre's base URL: http(s)://host[:port], nothing after it."""
     shape = "the central service's URL, http://host:port or https://host[:port]"
@@ -282,11 +286,7 @@ def _upstream_problems(url: str) -> Iterator[tuple[str, str]]:
         yield "upstream", shape
         return
     parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if not parts.hostname or port == 0:
+    if not parts.hostname or _port(parts) == 0:
         yield "upstream", f"{shape} (a host, and a port from 1 to 65535)"
     elif parts.path.strip("/") or parts.query or parts.fragment or parts.username:
         yield "upstream", f"{shape}, with no path, query or user after it"
