@@ -39,12 +39,18 @@ from verifier.service.server import (
 from verifier.service.trustwatch import TrustWatch
 from verifier.sidecar.breaker import CLOSED, Breaker, BreakerPolicy
 from verifier.sidecar.budget import OfflineBudget
-from verifier.sidecar.directory import Directory, GatewayScanners, write_atomically
+from verifier.sidecar.directory import Directory, GatewayScanners
 from verifier.sidecar.journal import STATES, Journal, JournalUnavailable
 from verifier.sidecar.journal_types import format_ms
 from verifier.sidecar.openapi import OFFLINE_TOO_LONG, SIDECAR_OPENAPI, STATUS_PATH
 from verifier.sidecar.reconcile import Drainer
-from verifier.sidecar.sync import CredentialRefused, Syncer, SyncFailed, fetch_trust_list
+from verifier.sidecar.sync import (
+    CredentialRefused,
+    Syncer,
+    SyncFailed,
+    fetch_trust_list,
+    save_trust_list,
+)
 from verifier.sidecar.upstream import Upstream, UpstreamFailed
 from verifier.sidecar.verdicts import GatewayVerdicts
 from verifier.store.base import Store
@@ -187,7 +193,7 @@ async def _first_trust_list(path: Path, scans: Upstream, credential: str, root: 
             f"VERIFIER_ROOT_KEY: the centre's trust list is refused, nothing was kept: {err}"
         ) from err
     try:
-        write_atomically(path, (text.strip() + "\n").encode("ascii"))
+        save_trust_list(path, text)
     except OSError as err:
         raise ConfigError(f"VERIFIER_TRUST_LIST: cannot write {path}: {err.strerror}") from err
 

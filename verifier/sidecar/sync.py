@@ -69,6 +69,11 @@ def check_answer(what: str, answer: UpstreamAnswer) -> None:
     raise SyncFailed(f"{what}: status {said}")
 
 
+def save_trust_list(path: Path, text: str) -> None:
+    """Keep a signed trust list (checked by the caller) as the local copy, atomically."""
+    write_atomically(path, (text.strip() + "\n").encode("ascii"))
+
+
 async def fetch_trust_list(upstream: Upstream, credential: str) -> str:
     """The signed trust list the centre serves (its text), unchecked."""
     answer = await upstream.get(TRUST_LIST_PATH, authorization=f"Bearer {credential}")
@@ -147,9 +152,7 @@ class Syncer:
         except TrustListError as err:
             raise SyncFailed(f"trust list from the centre refused: {err}") from err
         if new.version > current.version:
-            await asyncio.to_thread(
-                write_atomically, self.watch.path, (text.strip() + "\n").encode("ascii")
-            )
+            await asyncio.to_thread(save_trust_list, self.watch.path, text)
             self.watch.reload()
 
     async def run(self) -> None:
