@@ -1,7 +1,7 @@
 """User-space instructions per request of ``verifier serve``: a count, not a timing.
 
 Sets up what ``scripts/perf`` sets up (root and issuer keys, a signed trust list, a private
-``redis-server`` with ``--save '' --appendonly no --maxmemory-policy noeviction``, the
+``redis-server`` (``tests/support/redis_server.py``: no persistence, ``noeviction``), the
 institution ``bench-hospital`` and one scanner, a ``bench corpus`` of 10 000 holders imported
 with ``verifier registry import``), all with the CLI of the source tree under test, then
 starts that tree's ``verifier serve`` (one worker, which serves in the process started:
@@ -57,6 +57,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE / "tests" / "support"))
+
+from redis_server import RedisServer  # noqa: E402
+
 HOLDERS = 10_000
 SEED = 1
 # Per-wall-second work would grow with callgrind's slowdown; a store call may take > 50 ms.
@@ -222,15 +226,6 @@ def drive(port: int, credential: str, entries: list[Entry], connections: int) ->
     return tally
 
 
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 def _wait_for(what: str, ready: Any, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
@@ -285,16 +280,10 @@ def one_run(
 ) -> Run:
     """Fresh Redis, enrolment, service (under callgrind or cProfile), corpus, requests."""
     run_dir = Path(tempfile.mkdtemp(prefix=f"run{requests}-", dir=work))
-    redis_port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--maxmemory-policy", "noeviction", "--daemonize", "no",
-         "--dir", str(run_dir), "--logfile", str(run_dir / "redis.log")],
-    )  # fmt: skip
+    redis = RedisServer()  # started; its default maxmemory-policy is noeviction
     service: subprocess.Popen[bytes] | None = None
     try:
-        _wait_for("redis-server", lambda: _ping(redis_port), redis, 30)
-        env = tree.env({"VERIFIER_STORE": f"redis://127.0.0.1:{redis_port}/0"})
+        env = tree.env({"VERIFIER_STORE": redis.url})
         tree.verifier(
             ["institutions", "put", "bench-hospital", "--name", "Bench", "--cards", "mi-voucher"],
             env, run_dir,
@@ -350,7 +339,7 @@ def one_run(
     finally:
         if service is not None:
             _stop(service, 60)
-        _stop(redis, 30)
+        redis.stop()
 
 
 def callgrind_total(path: Path) -> int:
